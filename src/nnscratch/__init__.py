@@ -1,0 +1,26 @@
+"""nnscratch: a neural-network library written from scratch on NumPy.
+
+Every backward pass is written by hand and checked against finite differences.
+``from nnscratch import *`` gives the names below, as the seed's
+``from NeuralNet import *`` did.
+"""
+from .costs import (BinaryCrossEntropy, CrossEntropy, Quadratic, cross_entropy_cost,
+                    cross_entropy_cost_prime_SM, quadratic_cost, quadratic_cost_prime)
+from .data import gen_clusters, get_mnist, load_digit_image, load_mnist, make_clusters
+from .layers import FullyConnected, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .network import Network
+from .optimizers import SGD, Adam, AdamW, RMSprop
+from .persistence import UnsafePickleError
+from .training import Callback, History, TrainingDiverged
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Network",
+    "quadratic_cost", "quadratic_cost_prime", "cross_entropy_cost", "cross_entropy_cost_prime_SM",
+    "Quadratic", "CrossEntropy", "BinaryCrossEntropy",
+    "SGD", "Adam", "AdamW", "RMSprop",
+    "load_mnist", "get_mnist", "gen_clusters", "make_clusters", "load_digit_image",
+    "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
+    "Callback", "History", "TrainingDiverged", "UnsafePickleError",
+]

@@ -1,0 +1,162 @@
+"""Cost functions and their derivatives.
+
+A cost compares the network's output ``a`` (N, K) with targets ``t`` (N, K)
+and is averaged over the batch: ``C = (1/N) Σ_n c(a_n, t_n)``, so gradients do
+not grow with the batch size and a learning rate means the same thing at any
+batch size.
+
+When an output activation and a cost fit together, ``∂C/∂z`` (z = the
+activation's input) is far simpler than the chain through both, and exact:
+softmax + cross-entropy and sigmoid + binary cross-entropy both give
+``(a - t) / N``. The network uses that fused form (``fused_gradient``) and
+skips the activation's backward.
+
+The seed's per-sample functions keep their names: ``quadratic_cost``,
+``quadratic_cost_prime``, ``cross_entropy_cost`` and
+``cross_entropy_cost_prime_SM`` (the derivative with respect to the softmax
+input).
+"""
+import numpy as np
+
+
+def _safe_log(a):
+    """``log(a)`` with ``a`` floored at the dtype's smallest normal number,
+    so a probability that underflowed to 0 costs ``-log(tiny)`` (≈ 87 in
+    float32) instead of infinity."""
+    return np.log(np.maximum(a, np.finfo(a.dtype).tiny))
+
+
+class Cost:
+    """Base class: ``value(a, t)`` (a float), ``gradient(a, t)`` = ∂C/∂a (N, K)."""
+
+    name = "cost"
+    fuses_with = None  # kind of the output activation with a fused gradient
+
+    def value(self, a, t):
+        raise NotImplementedError
+
+    def gradient(self, a, t):
+        raise NotImplementedError
+
+    def fused_gradient(self, a, t):
+        """∂C/∂z through the fused activation ``a = f(z)``: ``(a - t) / N``."""
+        return (a - t) * a.dtype.type(1.0 / a.shape[0])
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Quadratic(Cost):
+    """``c(a, t) = ½ ‖a - t‖²``;  ``∂C/∂a = (a - t) / N``."""
+
+    name = "quadratic"
+
+    def value(self, a, t):
+        d = a - t
+        return 0.5 * float(np.vdot(d, d)) / a.shape[0]
+
+    def gradient(self, a, t):
+        return (a - t) * a.dtype.type(1.0 / a.shape[0])
+
+
+class CrossEntropy(Cost):
+    """Categorical cross-entropy ``c(a, t) = -Σ_k t_k log a_k``.
+
+    ``∂C/∂a = -t / (N a)``; fused with softmax, ``∂C/∂z = (a - t) / N``.
+    """
+
+    name = "cross_entropy"
+    fuses_with = "softmax"
+
+    def value(self, a, t):
+        return -float(np.vdot(t, _safe_log(a))) / a.shape[0]
+
+    def gradient(self, a, t):
+        return -t / np.maximum(a, np.finfo(a.dtype).tiny) * a.dtype.type(1.0 / a.shape[0])
+
+
+class BinaryCrossEntropy(Cost):
+    """``c(a, t) = -Σ_k [t_k log a_k + (1 - t_k) log(1 - a_k)]`` for independent
+    probabilities ``a`` (a sigmoid output).
+
+    ``∂C/∂a = (a - t) / (N a (1 - a))``; fused with sigmoid, ``(a - t) / N``.
+    """
+
+    name = "binary_cross_entropy"
+    fuses_with = "sigmoid"
+
+    def value(self, a, t):
+        return -float(np.vdot(t, _safe_log(a)) + np.vdot(1 - t, _safe_log(1 - a))) / a.shape[0]
+
+    def gradient(self, a, t):
+        tiny = np.finfo(a.dtype).tiny
+        return (a - t) / np.maximum(a * (1 - a), tiny) * a.dtype.type(1.0 / a.shape[0])
+
+
+class FunctionCost(Cost):
+    """A user's per-sample pair ``(cost(a, t), cost_prime(a, t))``, applied to a
+    batch and averaged: ``C = cost(a, t) / N``, ``∂C/∂a = cost_prime(a, t) / N``.
+    ``cost`` must sum over every element it is given."""
+
+    name = "custom"
+
+    def __init__(self, fn, prime):
+        self.fn, self.prime = fn, prime
+
+    def value(self, a, t):
+        return float(self.fn(a, t)) / a.shape[0]
+
+    def gradient(self, a, t):
+        return np.asarray(self.prime(a, t), dtype=a.dtype) / a.shape[0]
+
+
+COSTS = {c.name: c for c in (Quadratic, CrossEntropy, BinaryCrossEntropy)}
+
+
+# -- the seed's per-sample functions (columns (K, 1) or any shape) ------------
+def quadratic_cost(a, y):
+    """``½ Σ (a - y)²`` over every element."""
+    return 0.5 * float(np.sum((a - y) ** 2))
+
+
+def quadratic_cost_prime(a, y):
+    """Derivative of ``quadratic_cost`` with respect to ``a``: ``a - y``."""
+    return a - y
+
+
+def cross_entropy_cost(a, y):
+    """``-Σ y log a`` over every element (``a`` a softmax output)."""
+    return -float(np.sum(y * _safe_log(np.asarray(a, dtype=float))))
+
+
+def cross_entropy_cost_prime_SM(a, y):
+    """Derivative of ``cross_entropy_cost`` with respect to the softmax input: ``a - y``."""
+    return a - y
+
+
+_SEED_PAIRS = {
+    (quadratic_cost, quadratic_cost_prime): Quadratic,
+    (cross_entropy_cost, cross_entropy_cost_prime_SM): CrossEntropy,
+    (cross_entropy_cost, None): CrossEntropy,
+    (quadratic_cost, None): Quadratic,
+}
+
+
+def get_cost(cost, cost_prime=None):
+    """Resolve a cost given as a name, a ``Cost``, or the seed's function pair."""
+    if isinstance(cost, Cost):
+        return cost
+    if isinstance(cost, str):
+        if cost not in COSTS:
+            raise ValueError(f"cost must be one of {sorted(COSTS)}, got {cost!r}")
+        return COSTS[cost]()
+    if isinstance(cost, type) and issubclass(cost, Cost):
+        return cost()
+    if callable(cost):
+        known = _SEED_PAIRS.get((cost, cost_prime))
+        if known is not None:
+            return known()
+        if cost_prime is None:
+            raise ValueError("a custom cost function needs its derivative: Network(shape, cost, cost_prime)")
+        return FunctionCost(cost, cost_prime)
+    raise TypeError(f"cost must be a name, a Cost or a function, got {type(cost).__name__}")

@@ -1,0 +1,6 @@
+"""Layers, one module per family. Every layer follows the contract in ``base.Layer``."""
+from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .base import Layer, Parameter
+from .dense import FullyConnected
+
+__all__ = ["Layer", "Parameter", "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax"]

@@ -1,0 +1,122 @@
+"""Element-wise activations and softmax.
+
+Each element-wise layer computes ``y = f(x)`` and backpropagates
+``dx = dy ⊙ f'(x)``, with ``f'`` written from the cached output where that is
+cheaper (sigmoid, tanh, ReLU).
+"""
+import numpy as np
+
+from .base import Layer
+
+
+class Activation(Layer):
+    """Shape-preserving layer with no parameters.
+
+    ``init_family`` tells a preceding dense or conv layer which weight scale
+    suits this nonlinearity (He for the ReLU family, Glorot for saturating ones).
+    """
+
+    init_family = "he"
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        y = self._f(x)
+        self._cache_y = y
+        return y
+
+    def flops(self):
+        return int(np.prod(self.input_shape))
+
+
+class Sigmoid(Activation):
+    """``σ(x) = 1 / (1 + e^{-x})``, ``σ'(x) = σ(1 - σ)``.
+
+    Computed as ``(1 + tanh(x/2)) / 2``, which is the same function but never
+    overflows (``e^{-x}`` does for x < -88 in float32).
+    """
+
+    kind = "sigmoid"
+    init_family = "glorot"
+
+    def _f(self, x):
+        return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+    def backward(self, dy):
+        y = self._cache_y
+        return dy * y * (1.0 - y)
+
+
+class Tanh(Activation):
+    """``tanh(x)``, with derivative ``1 - tanh²(x)``."""
+
+    kind = "tanh"
+    init_family = "glorot"
+
+    def _f(self, x):
+        return np.tanh(x)
+
+    def backward(self, dy):
+        y = self._cache_y
+        return dy * (1.0 - y * y)
+
+
+class ReLU(Activation):
+    """``max(x, 0)``; its derivative is 1 where the output is positive, else 0."""
+
+    kind = "relu"
+
+    def _f(self, x):
+        return np.maximum(x, 0)
+
+    def backward(self, dy):
+        return dy * (self._cache_y > 0)
+
+
+class LeakyReLU(Activation):
+    """``x`` for x > 0, ``αx`` otherwise (α = ``negative_slope``, 0.01 as in PyTorch)."""
+
+    kind = "leaky_relu"
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        if not 0 <= negative_slope < 1:
+            raise ValueError(f"negative_slope must be in [0, 1), got {negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        self._cache_positive = x > 0
+        return np.where(self._cache_positive, x, x * self.negative_slope)
+
+    def backward(self, dy):
+        return np.where(self._cache_positive, dy, dy * self.negative_slope)
+
+
+class Softmax(Activation):
+    """Softmax over the last axis: ``y_k = e^{x_k} / Σ_j e^{x_j}``.
+
+    Stable: the row maximum is subtracted first, which changes nothing
+    mathematically but keeps ``e^x`` ≤ 1, so logits of ±1000 are fine.
+    Backward (the Jacobian-vector product of ``diag(y) - y yᵀ``)::
+
+        dx = y ⊙ (dy - Σ_k dy_k y_k)
+
+    With the cross-entropy cost the network skips this and uses the fused
+    gradient ``(y - t) / N`` directly (see ``costs.CrossEntropy``).
+    """
+
+    kind = "softmax"
+    init_family = "glorot"
+
+    def _f(self, x):
+        e = x - x.max(axis=-1, keepdims=True)
+        np.exp(e, out=e)  # in place: e is a fresh array, and this runs every batch
+        e /= e.sum(axis=-1, keepdims=True)
+        return e
+
+    def backward(self, dy):
+        y = self._cache_y
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+    def flops(self):
+        return 3 * int(np.prod(self.input_shape))

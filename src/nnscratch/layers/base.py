@@ -1,0 +1,127 @@
+"""The layer contract shared by every layer, and the `Parameter` they hold.
+
+A layer maps a batch ``x`` to ``y = f(x; θ)`` in ``forward`` and, given the
+upstream gradient ``dy = ∂C/∂y``, returns ``dx = ∂C/∂x`` in ``backward`` while
+storing ``∂C/∂θ`` in each parameter's ``.grad``. Layers are built once their
+input shape is known (``build``), so sizes never have to be typed twice.
+"""
+import numpy as np
+
+
+class Parameter:
+    """A trainable array and the gradient of the cost with respect to it.
+
+    Parameters
+    ----------
+    data : ndarray
+        The values, updated in place (or swapped, see ``Optimizer``) by the optimizer.
+    name : str
+        Short name such as ``"W"`` or ``"b"``; the network prefixes the layer name.
+    decay : bool
+        Whether L2 weight decay applies to it (weights yes; biases and
+        normalization parameters no, by default).
+    """
+
+    __slots__ = ("data", "grad", "name", "decay", "spare")
+
+    def __init__(self, data, name="", decay=True):
+        self.data = data
+        self.grad = np.zeros_like(data)
+        self.name = name
+        self.decay = decay
+        self.spare = None  # the optimizer's second buffer: the values before the last step
+
+    def __repr__(self):
+        return f"Parameter({self.name}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+    def __getstate__(self):
+        # The gradient and the optimizer's spare buffer are not part of a saved model.
+        return {"data": self.data, "name": self.name, "decay": self.decay}
+
+    def __setstate__(self, state):
+        self.data = state["data"]
+        self.name = state["name"]
+        self.decay = state["decay"]
+        self.grad = np.zeros_like(self.data)
+        self.spare = None
+
+
+def shape_str(shape):
+    """Format a per-sample shape as a batch shape: ``(784,)`` -> ``"(N, 784)"``."""
+    return "(N, " + ", ".join(str(s) for s in shape) + ")"
+
+
+class Layer:
+    """Base class: ``forward``, ``backward``, ``parameters`` and shape bookkeeping.
+
+    Subclasses implement ``_build`` (create parameters, return the output
+    shape), ``forward`` and ``backward``. Whatever ``forward`` caches for
+    ``backward`` lives in attributes starting with ``_cache`` so that saving a
+    network never stores the last batch.
+
+    Attributes
+    ----------
+    input_shape, output_shape : tuple of int
+        Per-sample shapes (no batch axis), set by ``build``.
+    name : str
+        Set by the network (``"fc1"``, ``"relu2"``...).
+    needs_input_grad : bool
+        False for the first layer of a network: its ``backward`` may skip
+        computing ``dx``, which nobody reads (for a dense layer that is one of
+        its three matrix products).
+    """
+
+    kind = "layer"
+
+    def __init__(self):
+        self.input_shape = None
+        self.output_shape = None
+        self.name = self.kind
+        self.needs_input_grad = True
+
+    # -- construction ----------------------------------------------------
+    def build(self, input_shape, rng, dtype):
+        """Fix the input shape, create parameters; returns the output shape."""
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.output_shape = tuple(self._build(self.input_shape, rng, np.dtype(dtype)))
+        return self.output_shape
+
+    def _build(self, input_shape, rng, dtype):
+        return input_shape  # shape-preserving layers need nothing else
+
+    def parameters(self):
+        """The layer's trainable parameters (empty for activations)."""
+        return []
+
+    def astype(self, dtype):
+        """Cast parameters (and any float state) to ``dtype`` in place; returns self."""
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+            p.grad = np.zeros_like(p.data)
+            p.spare = None
+        return self
+
+    # -- the contract ----------------------------------------------------
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    # -- helpers -----------------------------------------------------------
+    def check_input(self, x):
+        """Raise a ValueError naming this layer when ``x`` is not (N, *input_shape)."""
+        if x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
+            raise ValueError(
+                f"{self.name} ({type(self).__name__}) expects input of shape "
+                f"{shape_str(self.input_shape)}, got {tuple(x.shape)}")
+
+    def flops(self):
+        """Floating-point operations of a forward pass for one sample (approximate)."""
+        return 0
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_cache")}
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r}, in={self.input_shape}, out={self.output_shape})"

@@ -1,0 +1,243 @@
+"""The Network: a list of layers, a cost, and what you do with them."""
+import numpy as np
+
+from . import persistence, training
+from .costs import get_cost
+from .layers import FullyConnected, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .layers.base import Layer, shape_str
+
+
+class Summary(str):
+    """A string that shows as itself at the prompt (so ``net.summary()`` prints a table)."""
+
+    def __repr__(self):
+        return str(self)
+
+
+class Network:
+    """A feed-forward stack of layers trained by backpropagation.
+
+    Parameters
+    ----------
+    input_shape : int or tuple of int
+        Shape of one sample: ``784`` or ``(784,)`` for flat vectors,
+        ``(1, 28, 28)`` for images, ``(T, D)`` for sequences.
+    cost : str, Cost or function
+        ``"cross_entropy"`` (default), ``"quadratic"``, ``"binary_cross_entropy"``,
+        a ``Cost``, or the seed's function pair ``(cost, cost_prime)``.
+    cost_prime : function, optional
+        The seed's derivative function, e.g. ``cross_entropy_cost_prime_SM``.
+    seed : int
+        Seeds the network's ``np.random.Generator``: initial weights, shuffling
+        and dropout masks all come from it, so one seed gives one run, bit for bit.
+    dtype : numpy dtype
+        Parameter and activation dtype; float32 (default) or float64.
+
+    Examples
+    --------
+    >>> net = Network(784, cost="cross_entropy", seed=0)
+    >>> net.add_fc_layer(50); net.add_relu_layer(); net.add_fc_layer(10); net.add_softmax_layer()
+    """
+
+    def __init__(self, input_shape, cost="cross_entropy", cost_prime=None, *, seed=0, dtype=np.float32):
+        shape = (input_shape,) if np.isscalar(input_shape) else tuple(input_shape)
+        if not shape or any(int(s) != s or s < 1 for s in shape):
+            raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.input_shape = tuple(int(s) for s in shape)
+        self.cost = get_cost(cost, cost_prime)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.layers = []
+        self.history = None
+        self._kind_counts = {}
+
+    # -- building ------------------------------------------------------------
+    @property
+    def output_shape(self):
+        """Per-sample shape of the last layer's output (the input shape when empty)."""
+        return self.layers[-1].output_shape if self.layers else self.input_shape
+
+    def add(self, layer, size=None):
+        """Append a layer, building it for the current output shape.
+
+        ``size`` is the seed's redundant size argument: when given, it must
+        equal the number of features the layer receives.
+        """
+        if not isinstance(layer, Layer):
+            raise TypeError(f"add() expects a Layer, got {type(layer).__name__}")
+        if size is not None and (self.output_shape[-1] != size):
+            raise ValueError(f"{layer.kind} layer of size {size} does not fit the previous output "
+                             f"{shape_str(self.output_shape)}")
+        count = self._kind_counts.get(layer.kind, 0) + 1
+        self._kind_counts[layer.kind] = count
+        layer.name = f"{layer.kind}{count}"
+        previous = self.layers[-1] if self.layers else None
+        layer.build(self.output_shape, self.rng, self.dtype)
+        layer.needs_input_grad = bool(self.layers)
+        if previous is not None and hasattr(previous, "set_auto_init") and hasattr(layer, "init_family"):
+            previous.set_auto_init(layer.init_family)
+        self.layers.append(layer)
+        return layer
+
+    def add_fc_layer(self, units, init="auto"):
+        """Fully connected layer with ``units`` outputs (see ``FullyConnected``)."""
+        return self.add(FullyConnected(units, init=init))
+
+    def add_sigmoid_layer(self, size=None):
+        return self.add(Sigmoid(), size)
+
+    def add_relu_layer(self, size=None):
+        return self.add(ReLU(), size)
+
+    def add_tanh_layer(self, size=None):
+        return self.add(Tanh(), size)
+
+    def add_leaky_relu_layer(self, size=None, negative_slope=0.01):
+        return self.add(LeakyReLU(negative_slope), size)
+
+    def add_softmax_layer(self, size=None):
+        return self.add(Softmax(), size)
+
+    def parameters(self):
+        """Every trainable ``Parameter``, layer by layer."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    # -- forward and backward ------------------------------------------------------
+    def _as_batch(self, X):
+        X = np.asarray(X)
+        if not np.issubdtype(X.dtype, np.number):
+            raise ValueError(f"input must be numeric, got dtype {X.dtype}")
+        if X.shape[1:] != self.input_shape:
+            first = self.layers[0].name if self.layers else "input"
+            raise ValueError(f"{first} expects input of shape {shape_str(self.input_shape)}, "
+                             f"got {tuple(X.shape)}")
+        return X.astype(self.dtype, copy=False)
+
+    def forward(self, X, training=False):
+        """Run a batch ``X`` (N, *input_shape) through every layer; returns the output."""
+        if not self.layers:
+            raise ValueError("the network has no layers: add some first")
+        out = self._as_batch(X)
+        for layer in self.layers:
+            out = layer.forward(out, training)
+        return out
+
+    def backward(self, grad, stop=None):
+        """Backpropagate ``grad`` = ∂C/∂output through the layers (all, or up to ``stop``)."""
+        for layer in reversed(self.layers[:stop]):
+            grad = layer.backward(grad)
+        return grad
+
+    @property
+    def fused_output(self):
+        """True when the cost's gradient skips the output activation (softmax + CE)."""
+        return bool(self.layers) and self.cost.fuses_with == self.layers[-1].kind
+
+    def loss_gradient(self, out, targets):
+        """Backpropagate the cost at ``out`` through the whole network.
+
+        With a fused output (softmax + cross-entropy, sigmoid + BCE) the gradient
+        ``(a - t)/N`` enters below the output activation, whose backward is skipped.
+        """
+        if self.fused_output:
+            return self.backward(self.cost.fused_gradient(out, targets), stop=-1)
+        return self.backward(self.cost.gradient(out, targets))
+
+    def forward_pass(self, x):
+        """The seed's single-sample forward: ``x`` (784, 1) -> output column (10, 1).
+
+        A flat ``x`` (784,) gives a flat output.
+        """
+        x = np.asarray(x)
+        column = x.ndim == 2 and x.shape[1] == 1 and self.input_shape == (x.shape[0],)
+        out = self.forward(x.reshape((1,) + self.input_shape))[0]
+        return out.reshape(-1, 1) if column else out
+
+    # -- using a trained network ---------------------------------------------
+    def predict_proba(self, X, batch_size=1000):
+        """Outputs (class probabilities for a softmax net) for ``X``, in evaluation mode."""
+        X = self._as_batch(X)
+        return np.concatenate([self.forward(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+
+    def predict(self, X, batch_size=1000):
+        """Class ids (N,): the argmax of the outputs, or ``output > 0.5`` for a single output."""
+        return training.classes_of(self.predict_proba(X, batch_size))
+
+    def evaluate(self, X, y, batch_size=1000):
+        """``{"loss": mean cost, "accuracy": fraction correct}`` on ``(X, y)``."""
+        X = self._as_batch(X)
+        targets, labels = training.prepare_targets(self, y, len(X))
+        out = self.predict_proba(X, batch_size)
+        return {"loss": self.cost.value(out, targets),
+                "accuracy": float(np.mean(training.classes_of(out) == labels))}
+
+    # -- training ---------------------------------------------------------------
+    def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None,
+            callbacks=(), shuffle=True, verbose=1):
+        """Train with mini-batch gradient descent; see ``training.fit``."""
+        return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                            validation_data=validation_data, callbacks=callbacks,
+                            shuffle=shuffle, verbose=verbose)
+
+    def stochastic_gradient_descent(self, training_data, epochs, mini_batch_size, eta, test_data=None):
+        """The seed's trainer on lists of ``(x (784,1), one_hot (10,1))`` tuples.
+
+        Prints ``Epoch e: Test_data: c / n Train Cost = ... Test Cost = ...``
+        per epoch (plain SGD with learning rate ``eta``); returns the history.
+        """
+        return training.seed_sgd(self, training_data, epochs, mini_batch_size, eta, test_data)
+
+    # -- inspection ----------------------------------------------------------------
+    def summary(self):
+        """A table of layers, output shapes, parameter counts and forward FLOPs per sample."""
+        rows = [("layer", "output shape", "params", "FLOPs")]
+        rows.append(("input", shape_str(self.input_shape), "0", "0"))
+        for layer in self.layers:
+            n = sum(p.data.size for p in layer.parameters())
+            rows.append((f"{layer.name} ({type(layer).__name__})", shape_str(layer.output_shape),
+                         f"{n:,}", f"{layer.flops():,}"))
+        total = sum(p.data.size for p in self.parameters())
+        flops = sum(layer.flops() for layer in self.layers)
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        line = "-" * (sum(widths) + 6)
+        fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        body = [fmt(rows[0]), line] + [fmt(r) for r in rows[1:]] + [line]
+        body.append(f"total: {total:,} parameters ({self.dtype.name}), {flops:,} FLOPs per sample, "
+                    f"cost {self.cost.name}")
+        return Summary("\n".join(body))
+
+    def check_gradients(self, X, y, eps=1e-6, max_entries=30, verbose=True):
+        """Compare every layer's backward with central differences, in float64.
+
+        Returns a list of rows ``{"layer", "what", "rel_error"}`` (``what`` is
+        ``"input"`` or a parameter name) and prints them when ``verbose``.
+        See ``gradcheck.check_network``.
+        """
+        from .gradcheck import check_network
+        return check_network(self, X, y, eps=eps, max_entries=max_entries, verbose=verbose)
+
+    # -- persistence ---------------------------------------------------------------
+    def save(self, path):
+        """Pickle the network to ``path`` (parent folders are created)."""
+        persistence.save(self, path)
+
+    @staticmethod
+    def load(path):
+        """Load a network saved by ``save``, refusing anything but nnscratch and NumPy objects."""
+        net = persistence.load(path)
+        if not isinstance(net, Network):
+            raise ValueError(f"{path} holds a {type(net).__name__}, not a Network")
+        return net
+
+    def astype(self, dtype):
+        """Cast every parameter to ``dtype`` (in place); returns self."""
+        self.dtype = np.dtype(dtype)
+        for layer in self.layers:
+            layer.astype(self.dtype)
+        return self
+
+    def __repr__(self):
+        return f"Network(input_shape={self.input_shape}, layers={[l.name for l in self.layers]}, cost={self.cost.name})"

@@ -1,0 +1,227 @@
+"""Optimizers: SGD (momentum, Nesterov), Adam, AdamW, RMSprop.
+
+The update rules, hyperparameter names and defaults follow PyTorch's
+documented ``torch.optim`` algorithms, so one step from the same state gives
+the same parameters. Notation: ``θ`` a parameter, ``g`` its gradient, ``γ``
+the learning rate ``lr``, ``λ`` ``weight_decay``, ``t`` the step count (from 1).
+
+One departure, on purpose: weight decay applies only to parameters marked
+``decay`` (weights), not to biases or normalization parameters, unless
+``decay_all=True``. The L2 penalty it corresponds to is ``(λ/2) Σ ‖W‖²``.
+
+Each step writes the new values into a second buffer and swaps it in, so the
+values from before the last step stay available: ``undo_last_step`` restores
+them without any copying (the network uses it when a step made the weights
+non-finite).
+"""
+import numpy as np
+
+
+class Optimizer:
+    """Base class. Subclasses implement ``_delta(p, g, state)``: the amount
+    subtracted from ``p.data`` this step (``g`` already includes coupled weight decay).
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate γ.
+    weight_decay : float
+        λ; coupled L2 (``g ← g + λθ``) except in AdamW.
+    clip_norm : float or None
+        If set, gradients are scaled by ``min(1, clip_norm / ‖g‖)`` where
+        ``‖g‖`` is the norm of all gradients together (global norm).
+    decay_all : bool
+        Apply weight decay to biases and normalization parameters too.
+    """
+
+    def __init__(self, lr, weight_decay=0.0, clip_norm=None, decay_all=False):
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"clip_norm must be positive or None, got {clip_norm!r}")
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.clip_norm = clip_norm
+        self.decay_all = decay_all
+        self.t = 0
+        self.state = None  # one dict per parameter, in order, made at the first step
+        self._last_params = []
+
+    def _decays(self, p):
+        return self.weight_decay > 0 and (p.decay or self.decay_all)
+
+    coupled_decay = True  # False in AdamW, which decays outside the gradient
+
+    def step(self, params):
+        """Update every parameter from its ``.grad``."""
+        if self.state is None or len(self.state) != len(params):
+            self.state = [{} for _ in params]
+        self.t += 1
+        scale = self._clip_scale(params) if self.clip_norm is not None else None
+        decay = self.weight_decay if self.coupled_decay else 0.0
+        for p, state in zip(params, self.state):
+            g = p.grad if scale is None else p.grad * scale
+            if decay and (p.decay or self.decay_all):
+                g = g + decay * p.data
+            delta = self._delta(p, g, state)
+            if p.spare is None:
+                p.spare = np.empty_like(p.data)
+            np.subtract(p.data, delta, out=p.spare)
+            p.data, p.spare = p.spare, p.data
+        self._last_params = params
+
+    def undo_last_step(self):
+        """Put back the parameter values from before the last ``step``."""
+        for p in self._last_params:
+            p.data, p.spare = p.spare, p.data
+        self._last_params = []
+
+    def _clip_scale(self, params):
+        norm = np.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
+        return min(1.0, self.clip_norm / (norm + 1e-6))
+
+    def penalty(self, params):
+        """The L2 term ``(λ/2) Σ ‖θ‖²`` this optimizer's weight decay adds to the cost."""
+        if self.weight_decay == 0:
+            return 0.0
+        return 0.5 * self.weight_decay * sum(float(np.vdot(p.data, p.data))
+                                             for p in params if p.decay or self.decay_all)
+
+    def _delta(self, p, g, state):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(lr={self.lr})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional momentum and Nesterov.
+
+    As ``torch.optim.SGD``::
+
+        g ← g + λθ
+        b ← μ b + (1 - τ) g        (b = g at the first step; μ = momentum, τ = dampening)
+        g ← g + μ b  if nesterov, else g ← b      (only when μ ≠ 0)
+        θ ← θ - γ g
+    """
+
+    def __init__(self, lr=0.01, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0,
+                 clip_norm=None, decay_all=False):
+        super().__init__(lr, weight_decay, clip_norm, decay_all)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires momentum > 0 and dampening = 0")
+        self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), nesterov
+
+    def _delta(self, p, g, state):
+        if self.momentum:
+            b = state.get("momentum_buffer")
+            b = g.copy() if b is None else self.momentum * b + (1 - self.dampening) * g
+            state["momentum_buffer"] = b
+            g = g + self.momentum * b if self.nesterov else b
+        return self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015), as ``torch.optim.Adam``::
+
+        g ← g + λθ
+        m ← β₁ m + (1 - β₁) g
+        v ← β₂ v + (1 - β₂) g²
+        θ ← θ - γ (m / (1 - β₁ᵗ)) / (sqrt(v / (1 - β₂ᵗ)) + ε)
+    """
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 clip_norm=None, decay_all=False):
+        super().__init__(lr, weight_decay, clip_norm, decay_all)
+        self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
+
+    def _adam_delta(self, g, state):
+        b1, b2 = self.betas
+        if "m" not in state:
+            state["m"], state["v"] = np.zeros_like(g), np.zeros_like(g)
+        m, v = state["m"], state["v"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        step_size = self.lr / (1 - b1 ** self.t)
+        denom = np.sqrt(v / (1 - b2 ** self.t))
+        denom += self.eps
+        return (step_size * m) / denom
+
+    def _delta(self, p, g, state):
+        return self._adam_delta(g, state)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as ``torch.optim.AdamW``::
+
+        θ ← θ - γλθ                (decay first, not through the gradient)
+        then the Adam step on the plain gradient g
+
+    Default ``weight_decay=0.01`` as in PyTorch.
+    """
+
+    coupled_decay = False
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+                 clip_norm=None, decay_all=False):
+        super().__init__(lr, betas, eps, weight_decay, clip_norm, decay_all)
+
+    def _delta(self, p, g, state):
+        delta = self._adam_delta(g, state)
+        if self._decays(p):
+            delta += (self.lr * self.weight_decay) * p.data
+        return delta
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton 2012), as ``torch.optim.RMSprop``::
+
+        g ← g + λθ
+        v ← α v + (1 - α) g²
+        ṽ ← v - ḡ²  with ḡ ← α ḡ + (1 - α) g   if centered, else ṽ = v
+        b ← μ b + g / (sqrt(ṽ) + ε);  θ ← θ - γ b     if momentum μ > 0
+        θ ← θ - γ g / (sqrt(ṽ) + ε)                   otherwise
+    """
+
+    def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, clip_norm=None, decay_all=False):
+        super().__init__(lr, weight_decay, clip_norm, decay_all)
+        self.alpha, self.eps, self.momentum, self.centered = float(alpha), float(eps), float(momentum), centered
+
+    def _delta(self, p, g, state):
+        a = self.alpha
+        if "square_avg" not in state:
+            state["square_avg"] = np.zeros_like(g)
+        v = state["square_avg"]
+        v *= a
+        v += (1 - a) * (g * g)
+        if self.centered:
+            gbar = state.setdefault("grad_avg", np.zeros_like(g))
+            gbar *= a
+            gbar += (1 - a) * g
+            denom = np.sqrt(v - gbar * gbar)
+        else:
+            denom = np.sqrt(v)
+        denom += self.eps
+        if self.momentum > 0:
+            b = state.setdefault("momentum_buffer", np.zeros_like(g))
+            b *= self.momentum
+            b += g / denom
+            return self.lr * b
+        return self.lr * g / denom
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+
+
+def get_optimizer(optimizer):
+    """An optimizer instance from an instance or a name (with default hyperparameters)."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        return OPTIMIZERS[optimizer.lower()]()
+    raise ValueError(f"optimizer must be an Optimizer or one of {sorted(OPTIMIZERS)}, got {optimizer!r}")

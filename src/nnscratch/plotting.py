@@ -1,0 +1,67 @@
+"""Figures with matplotlib, drawn off-screen.
+
+Everything here uses ``matplotlib.figure.Figure`` with the Agg canvas, never
+``pyplot``: nothing opens a window, blocks, or needs a display.
+"""
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _save(fig, path):
+    folder = os.path.dirname(os.fspath(path))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def plot_history(history, path, title=None):
+    """Cost (left) and accuracy (right) per epoch, training and validation; saved to ``path``."""
+    fig = Figure(figsize=(10, 4))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for ax, key, label in ((fig.add_subplot(1, 2, 1), "loss", "cost"),
+                           (fig.add_subplot(1, 2, 2), "accuracy", "accuracy")):
+        ax.plot(epochs, history[key], "o-", label="training (mean over the epoch)")
+        if history.get("val_" + key):
+            ax.plot(epochs, history["val_" + key], "s-", label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_curves(curves, path, ylabel, title=None):
+    """Several named per-epoch series on one axis: ``{"label": [values...]}``."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    for label, values in curves.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_digit_probabilities(image, probabilities, path):
+    """A 28x28 digit beside a bar chart of the network's ten class probabilities."""
+    fig = Figure(figsize=(7, 3))
+    ax = fig.add_subplot(1, 2, 1)
+    ax.imshow(np.asarray(image).reshape(28, 28), cmap="gray_r")
+    ax.set_axis_off()
+    ax = fig.add_subplot(1, 2, 2)
+    ax.bar(range(len(probabilities)), probabilities)
+    ax.set_xticks(range(len(probabilities)))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("probability")
+    return _save(fig, path)
