@@ -21,16 +21,18 @@ def numerical_gradient(f, x, eps=1e-6, indices=None):
     ``x`` is perturbed in place and restored. ``indices`` (flat) limits the
     entries checked; the others stay 0 in the result.
     """
-    grad = np.zeros_like(x, dtype=np.float64)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    grad = np.zeros(x.shape, dtype=np.float64)
     for i in (range(x.size) if indices is None else indices):
-        old = flat[i]
-        flat[i] = old + eps
+        # Index by position, not through reshape(-1), which would copy a
+        # non-contiguous (e.g. transposed) x and perturb the copy.
+        at = np.unravel_index(i, x.shape)
+        old = x[at]
+        x[at] = old + eps
         plus = f()
-        flat[i] = old - eps
+        x[at] = old - eps
         minus = f()
-        flat[i] = old
-        gflat[i] = (plus - minus) / (2 * eps)
+        x[at] = old
+        grad[at] = (plus - minus) / (2 * eps)
     return grad
 
 

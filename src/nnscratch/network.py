@@ -232,6 +232,19 @@ class Network:
             raise ValueError(f"{path} holds a {type(net).__name__}, not a Network")
         return net
 
+    def __getstate__(self):
+        # The generator is stored as its plain state dict, so a saved network
+        # names no NumPy random classes and the safe loader can stay strict.
+        state = self.__dict__.copy()
+        state["rng"] = self.rng.bit_generator.state
+        return state
+
+    def __setstate__(self, state):
+        rng_state = state.pop("rng")
+        self.__dict__.update(state)
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = rng_state
+
     def astype(self, dtype):
         """Cast every parameter to ``dtype`` (in place); returns self."""
         self.dtype = np.dtype(dtype)

@@ -73,10 +73,15 @@ class Optimizer:
         self._last_params = params
 
     def undo_last_step(self):
-        """Put back the parameter values from before the last ``step``."""
+        """Put back the parameter values from before the last ``step``; False if there is none.
+
+        (Optimizer state such as momentum keeps that step's update.)
+        """
+        undone = bool(self._last_params)
         for p in self._last_params:
             p.data, p.spare = p.spare, p.data
         self._last_params = []
+        return undone
 
     def _clip_scale(self, params):
         norm = np.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))

@@ -11,14 +11,12 @@ import pickle
 
 from . import costs
 
-# NumPy's (module, name) pairs that pickled arrays, scalars, dtypes and generators need.
+# NumPy's (module, name) pairs that pickled arrays, scalars and dtypes need.
 _NUMPY_ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.random._pickle", "__generator_ctor"), ("numpy.random._pickle", "__bit_generator_ctor"),
-    ("numpy.random._pcg64", "PCG64"), ("numpy.random._generator", "Generator"),
 }
 _NUMPY_ALLOWED |= {("numpy", name) for name in ("float32", "float64", "int64", "int32", "bool_", "uint8")}
 _NUMPY_ALLOWED |= {("numpy.dtypes", name) for name in ("Float32DType", "Float64DType", "Int64DType",

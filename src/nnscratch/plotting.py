@@ -65,3 +65,27 @@ def plot_digit_probabilities(image, probabilities, path):
     ax.set_xlabel("digit")
     ax.set_ylabel("probability")
     return _save(fig, path)
+
+
+def plot_clusters(net, data, names, path):
+    """Decision regions of a 2-input classifier with the labelled points on top.
+
+    ``data`` is the seed's list of ``(x (2,1), one_hot (k,1))`` tuples;
+    ``names[i]`` is a matplotlib colour for class ``i``.
+    """
+    X = np.stack([np.ravel(x) for x, _ in data])
+    y = np.array([int(np.argmax(t)) for _, t in data])
+    low, high = X.min(axis=0) - 0.05, X.max(axis=0) + 0.05
+    gx, gy = np.meshgrid(np.linspace(low[0], high[0], 200), np.linspace(low[1], high[1], 200))
+    regions = net.predict(np.column_stack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
+    from matplotlib.colors import ListedColormap
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot(1, 1, 1)
+    cmap = ListedColormap(list(names))
+    ax.contourf(gx * 500, gy * 500, regions, levels=np.arange(len(names) + 1) - 0.5, cmap=cmap, alpha=0.25)
+    ax.scatter(X[:, 0] * 500, X[:, 1] * 500, c=y, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5,
+               edgecolors="k", linewidths=0.3, s=18)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title("test points and the network's decision regions")
+    return _save(fig, path)

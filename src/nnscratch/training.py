@@ -5,7 +5,7 @@ optimizer step. It guards the run:
 
 - labels are checked (length, range, shape) before the first batch;
 - a non-finite cost stops training with ``TrainingDiverged`` naming the epoch
-  and batch, and the network keeps the last finite weights;
+  and batch, and the network keeps the last weights whose cost was finite;
 - Ctrl-C stops at the next batch boundary and returns the history so far.
 """
 import math
@@ -134,16 +134,18 @@ def _progress(total, epoch, epochs, verbose):
                 mininterval=0.25, file=sys.stderr, dynamic_ncols=True)
 
 
-def _diverged(net, optimizer, epoch, batch, loss):
-    """Leave finite weights in the net, then raise ``TrainingDiverged``."""
-    params = net.parameters()
-    restored = ""
-    if not all(np.isfinite(p.data).all() for p in params):
-        optimizer.undo_last_step()
-        restored = " (the last step was undone)"
+def _diverged(optimizer, epoch, batch, loss):
+    """Roll back the step that led to a non-finite cost, then raise ``TrainingDiverged``.
+
+    The cost of batch ``b`` is computed with the weights from step ``b - 1``,
+    so those weights are the suspects: undoing that step leaves the weights
+    whose own cost (on batch ``b - 1``) was finite.
+    """
+    undone = optimizer.undo_last_step()
     raise TrainingDiverged(
-        f"cost became {loss} at epoch {epoch}, batch {batch}: training stopped, the network keeps "
-        f"the last finite weights{restored}. Try a smaller learning rate or clip_norm.")
+        f"cost became {loss} at epoch {epoch}, batch {batch}: training stopped and the network keeps "
+        f"the last weights with a finite cost{' (the last step was undone)' if undone else ''}. "
+        f"Try a smaller learning rate or clip_norm.")
 
 
 def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None, callbacks=(),
@@ -201,7 +203,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
                 if not math.isfinite(loss):
                     if bar is not None:
                         bar.close()
-                    _diverged(net, optimizer, epoch, b + 1, loss)
+                    _diverged(optimizer, epoch, b + 1, loss)
                 net.loss_gradient(out, batch_targets)
                 optimizer.step(params)
                 loss_sum += loss * len(idx)
@@ -262,7 +264,8 @@ def tuples_to_arrays(data):
 
 
 class _SeedEpochPrinter(Callback):
-    """Prints the seed's line: ``Epoch 3: Test_data: 9609 / 10000 Train Cost = ... Test Cost = ...``."""
+    """Prints the seed's line, epochs counted from 0 as the seed did:
+    ``Epoch 3: Test_data: 9609 / 10000 Train Cost = ... Test Cost = ...``."""
 
     def __init__(self, n_test):
         self.n_test = n_test
@@ -270,10 +273,10 @@ class _SeedEpochPrinter(Callback):
     def on_epoch_end(self, net, epoch, history):
         if self.n_test:
             correct = round(history["val_accuracy"][-1] * self.n_test)
-            print(f"Epoch {epoch}: Test_data: {correct} / {self.n_test} Train Cost = "
-                  f"{history['loss'][-1]:.4f} Test Cost = {history['val_loss'][-1]:.4f}")
+            print(f"Epoch {epoch - 1}: Test_data: {correct} / {self.n_test} Train Cost = "
+                  f"{history['loss'][-1]:.6f} Test Cost = {history['val_loss'][-1]:.6f}")
         else:
-            print(f"Epoch {epoch}: Train Cost = {history['loss'][-1]:.4f}")
+            print(f"Epoch {epoch - 1}: Train Cost = {history['loss'][-1]:.6f}")
 
 
 def seed_sgd(net, training_data, epochs, mini_batch_size, eta, test_data=None, verbose=1):

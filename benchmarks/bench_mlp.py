@@ -1,0 +1,396 @@
+"""Seconds per training epoch of the 784-50-10 ReLU MLP on MNIST, against PyTorch.
+
+The model: FC 50, ReLU, FC 10, softmax, cross-entropy; batch 32; plain SGD with
+lr 0.1; the 60,000 MNIST training images from ``nnscratch.load_mnist()``. The
+time is the training loop only (``net.fit(..., verbose=0)``, history["time"]).
+
+The machines this runs on are shared and noisy, so one run of this script makes
+``--reps`` repetitions and reports the median (min, max). When the PyTorch
+reference is available (``../shared/bench/torch_ref.py mlp50`` run by
+``--torch-python``, default ``~/torchref/bin/python``), each repetition runs one
+nnscratch epoch and then one PyTorch epoch, so both see the same machine load.
+Nothing is pinned; the BLAS thread counts are printed.
+
+Also reported: the time to load MNIST (a cold parse of a temporary copy of the
+data folder, then warm loads from its cache) and, with ``--seed-baseline``, the
+seed's per-sample loop (one (784, 1) column at a time, gradients accumulated
+over the mini-batch), timed on ``--seed-samples`` images and extrapolated to
+60,000.
+
+Usage:
+    python benchmarks/bench_mlp.py [--reps 5] [--epochs-per-rep 1] [--no-torch]
+                                   [--torch-python PATH] [--seed-baseline]
+                                   [--json results.json]
+
+PyTorch is only ever run in a subprocess from its own virtual environment; it
+is not a dependency of the project.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(REPO, "src"))
+
+import nnscratch  # noqa: E402
+from nnscratch.data import MNIST_DIR, MNIST_FILES, verify_checksums  # noqa: E402
+
+TORCH_REF = os.path.normpath(os.path.join(REPO, "..", "shared", "bench", "torch_ref.py"))
+DEFAULT_TORCH_PYTHON = os.path.expanduser("~/torchref/bin/python")
+N_TRAIN = 60000
+BATCH = 32
+LR = 0.1
+TARGET_SECONDS = 0.35
+TARGET_RATIO = 0.5
+
+
+# -- helpers ----------------------------------------------------------------------
+def blas_threads():
+    """``[(internal_api, num_threads), ...]`` for NumPy's BLAS, or a note why not."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    info = [(d.get("internal_api", "?"), d.get("num_threads")) for d in threadpool_info()
+            if d.get("user_api") == "blas"]
+    return info or "no BLAS found by threadpoolctl"
+
+
+def loadavg():
+    """The 1, 5 and 15 minute load averages (None where the OS has none): another
+    job on the machine shows here, and multi-threaded BLAS slows down a lot under it."""
+    try:
+        return tuple(round(x, 2) for x in os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
+def summary(values):
+    """``{"median", "min", "max", "n", "values"}`` for a list of seconds (None if empty)."""
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values), "values": list(values)}
+
+
+def mlp50(seed):
+    net = nnscratch.Network(784, cost="cross_entropy", seed=seed)
+    net.add_fc_layer(50)
+    net.add_relu_layer()
+    net.add_fc_layer(10)
+    net.add_softmax_layer()
+    return net
+
+
+# -- MNIST load times -------------------------------------------------------------
+def time_loads(repeats=3):
+    """``load_mnist`` on a fresh temporary copy of the data folder: the first load
+    (no ``.cache`` there yet: a cold parse), then ``repeats`` more (warm: from the
+    cache if the loader keeps one, else a second parse with the files in the OS
+    page cache). The copy puts the files in the page cache too, so "cold" means
+    no parsed cache, not a cold disk."""
+    with tempfile.TemporaryDirectory(prefix="nnscratch-bench-mnist-") as tmp:
+        for name in MNIST_FILES + ("SHA256SUMS",):
+            shutil.copy2(os.path.join(MNIST_DIR, name), tmp)
+        t = time.perf_counter()
+        nnscratch.load_mnist(folder=tmp)
+        cold = time.perf_counter() - t
+        cache_written = os.path.isdir(os.path.join(tmp, ".cache")) and bool(os.listdir(os.path.join(tmp, ".cache")))
+        warm = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            nnscratch.load_mnist(folder=tmp)
+            warm.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    verify_checksums(MNIST_DIR)
+    checksums = time.perf_counter() - t
+    return {"cold": cold, "warm": summary(warm), "checksums": checksums, "cache_written": cache_written}
+
+
+# -- nnscratch --------------------------------------------------------------------
+def nnscratch_rep(rep, X, y, X_test, y_test, epochs):
+    net = mlp50(seed=rep)
+    history = net.fit(X, y, epochs=epochs, batch_size=BATCH, optimizer=nnscratch.SGD(lr=LR), verbose=0)
+    acc = net.evaluate(X_test, y_test)["accuracy"]
+    return list(history["time"]), acc
+
+
+def warm_up(X, y):
+    """A few hundred batches, untimed, so the first repetition pays no start-up costs."""
+    mlp50(seed=12345).fit(X[:6400], y[:6400], epochs=1, batch_size=BATCH,
+                          optimizer=nnscratch.SGD(lr=LR), verbose=0)
+
+
+# -- PyTorch reference ------------------------------------------------------------
+def torch_rep(python, epochs):
+    """Run torch_ref.py mlp50 once; returns (sec_per_epoch list, test_acc, threads) or raises."""
+    cmd = [python, TORCH_REF, "mlp50", "--epochs", str(epochs), "--data", MNIST_DIR]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n    " + "\n    ".join(tail))
+    times, acc, threads = [], None, None
+    for line in proc.stdout.splitlines():
+        m = re.search(r"sec_per_epoch\s+([0-9.]+)", line)
+        if m:
+            times.append(float(m.group(1)))
+            a = re.search(r"test_acc\s+([0-9.]+)", line)
+            th = re.search(r"threads\s+(\d+)", line)
+            acc = float(a.group(1)) if a else acc
+            threads = int(th.group(1)) if th else threads
+    if not times:
+        raise RuntimeError(f"no sec_per_epoch in the output of {' '.join(cmd)}:\n{proc.stdout[-500:]}")
+    return times, acc, threads
+
+
+# -- the seed's per-sample loop ---------------------------------------------------
+class SeedFC:
+    """The seed's dense layer on one column: ``z = W x + b``, gradients summed over the batch."""
+
+    def __init__(self, n_in, n_out, rng, dtype):
+        self.W = (rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in)).astype(dtype)
+        self.b = np.zeros((n_out, 1), dtype=dtype)
+        self.nabla_W = np.zeros_like(self.W)
+        self.nabla_b = np.zeros_like(self.b)
+
+    def forward(self, x):
+        self.x = x
+        return np.dot(self.W, x) + self.b                   # (n_out, 1)
+
+    def backward(self, delta):
+        self.nabla_W += np.dot(delta, self.x.T)             # (n_out, n_in)
+        self.nabla_b += delta
+        return np.dot(self.W.T, delta)                      # (n_in, 1)
+
+    def update(self, eta, m):
+        self.W -= (eta / m) * self.nabla_W
+        self.b -= (eta / m) * self.nabla_b
+        self.nabla_W[...] = 0
+        self.nabla_b[...] = 0
+
+
+class SeedReLU:
+    def forward(self, z):
+        self.z = z
+        return np.maximum(0, z)
+
+    def backward(self, delta):
+        return delta * (self.z > 0)
+
+    def update(self, eta, m):
+        pass
+
+
+class SeedSoftmax:
+    def forward(self, z):
+        e = np.exp(z - np.max(z))
+        return e / np.sum(e)
+
+    def update(self, eta, m):
+        pass
+
+
+def seed_baseline(X, y, n_samples, rng, dtype):
+    """Train the seed-style MLP on ``n_samples`` random images as (x (784,1), one-hot (10,1)) tuples.
+
+    Per mini-batch: each sample is forwarded alone, ``delta = a - y`` (the seed's
+    cross_entropy_cost_prime_SM, fused with the softmax), backpropagated alone,
+    its gradients added to the layer's sums; then ``W -= eta/m * nabla_W``.
+    Returns the seconds spent, extrapolated to 60,000 samples, and the seconds measured.
+    """
+    layers = [SeedFC(784, 50, rng, dtype), SeedReLU(), SeedFC(50, 10, rng, dtype), SeedSoftmax()]
+    order = rng.permutation(len(X))[:n_samples]   # the seed shuffled its list each epoch
+    data = [(x.reshape(-1, 1), t.reshape(-1, 1))  # the seed's tuples, made before the clock starts
+            for x, t in zip(X[order].astype(dtype), nnscratch.data.one_hot(y[order], 10).astype(dtype))]
+    t = time.perf_counter()
+    for k in range(0, len(data), BATCH):
+        mini_batch = data[k:k + BATCH]
+        for x, target in mini_batch:
+            a = x
+            for layer in layers:
+                a = layer.forward(a)
+            delta = a - target                  # ∂C/∂z at the softmax input
+            for layer in reversed(layers[:-1]):
+                delta = layer.backward(delta)
+        for layer in layers:
+            layer.update(LR, len(mini_batch))
+    elapsed = time.perf_counter() - t
+    return elapsed * N_TRAIN / len(data), elapsed
+
+
+# -- report -----------------------------------------------------------------------
+def fmt(x, digits=3):
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def print_table(rows, torch_median):
+    header = ("implementation", "median s/epoch", "min", "max", "n", "ratio to PyTorch")
+    lines = []
+    for name, s in rows:
+        ratio = fmt(s["median"] / torch_median, 2) if torch_median else "n/a"
+        lines.append((name, fmt(s["median"]), fmt(s["min"]), fmt(s["max"]), str(s["n"]), ratio))
+    widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
+    out = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    print(out(header))
+    print("-" * (sum(widths) + 2 * (len(widths) - 1)))
+    for r in lines:
+        print(out(r))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=5, help="repetitions (default 5)")
+    p.add_argument("--epochs-per-rep", type=int, default=1, help="epochs per repetition (default 1)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--torch-python", default=None,
+                   help=f"python with torch installed (default {DEFAULT_TORCH_PYTHON} if it exists)")
+    p.add_argument("--seed-baseline", action="store_true",
+                   help="also time the seed's per-sample loop (extrapolated from --seed-samples)")
+    p.add_argument("--seed-samples", type=int, default=3000, help="samples per seed-baseline timing (default 3000)")
+    p.add_argument("--seed-dtype", default="float64", choices=("float64", "float32"),
+                   help="dtype of the seed baseline (default float64, as the seed's np.random.randn)")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    a = p.parse_args(argv)
+    if a.reps < 1 or a.epochs_per_rep < 1 or a.seed_samples < BATCH:
+        p.error("--reps and --epochs-per-rep must be >= 1, --seed-samples >= 32")
+    a.seed_samples = min(a.seed_samples, N_TRAIN)
+
+    # Which PyTorch, if any.
+    torch_python, torch_note = None, None
+    if a.no_torch:
+        torch_note = "PyTorch reference skipped (--no-torch)"
+    else:
+        candidate = a.torch_python or DEFAULT_TORCH_PYTHON
+        if not os.path.exists(candidate):
+            torch_note = (f"PyTorch reference skipped: {candidate} not found "
+                          f"(see benchmarks/README.md for the one-line venv setup)")
+        elif not os.path.exists(TORCH_REF):
+            torch_note = f"PyTorch reference skipped: {TORCH_REF} not found"
+        else:
+            torch_python = candidate
+
+    print("nnscratch mlp50 benchmark: 784-50-10 ReLU MLP, batch 32, SGD lr 0.1, 60,000 MNIST images")
+    print(f"python {platform.python_version()}, numpy {np.__version__}, nnscratch {nnscratch.__version__}, "
+          f"{os.cpu_count()} CPUs visible, {platform.machine()}")
+    threads = blas_threads()
+    print(f"NumPy BLAS threads (not pinned): {threads}")
+    load_start = loadavg()
+    print(f"load average at start (1, 5, 15 min): {load_start}")
+    if torch_note:
+        print(torch_note)
+    else:
+        print(f"PyTorch reference: {torch_python} {os.path.relpath(TORCH_REF, REPO)} mlp50 "
+              f"(a fresh process per repetition; its s/epoch excludes start-up)")
+    order = ["nnscratch"] + (["PyTorch"] if torch_python else []) + (["seed baseline"] if a.seed_baseline else [])
+    print(f"{a.reps} repetitions x {a.epochs_per_rep} epoch(s)"
+          + (f", interleaved: {' / '.join(order)} in each" if len(order) > 1 else "") + "\n")
+
+    # MNIST load times.
+    loads = time_loads()
+    t = time.perf_counter()
+    X, y, X_test, y_test = nnscratch.load_mnist()
+    loads["repo"] = time.perf_counter() - t
+    warm_kind = "from the .cache it wrote" if loads["cache_written"] else "no cache kept: a second parse"
+    print("MNIST load_mnist() times (a fresh temporary copy of the data folder):")
+    print(f"  cold, first load (no parsed cache): {loads['cold']:.2f} s"
+          + ("; it wrote a .cache" if loads["cache_written"] else ""))
+    print(f"  warm, later loads ({warm_kind}), median of {loads['warm']['n']}: "
+          f"{loads['warm']['median']:.2f} s (min {loads['warm']['min']:.2f}, max {loads['warm']['max']:.2f}); "
+          f"SHA-256 checks alone {loads['checksums']:.2f} s")
+    print(f"  this run's load_mnist() from {os.path.relpath(MNIST_DIR, REPO)}: {loads['repo']:.2f} s\n")
+
+    if a.seed_baseline:
+        seed_dtype = np.dtype(a.seed_dtype)
+        seed_rng = np.random.default_rng(0)
+
+    warm_up(X, y)
+    ours, accs, torch_times, torch_accs, torch_threads = [], [], [], [], None
+    seed_times = []
+    for rep in range(a.reps):
+        times, acc = nnscratch_rep(rep, X, y, X_test, y_test, a.epochs_per_rep)
+        ours += times
+        accs.append(acc)
+        line = f"rep {rep + 1}/{a.reps}: nnscratch " + " ".join(f"{s:.3f}" for s in times) + f" s (test acc {acc:.4f})"
+        if torch_python:
+            try:
+                t_times, t_acc, torch_threads = torch_rep(torch_python, a.epochs_per_rep)
+                torch_times += t_times
+                torch_accs.append(t_acc)
+                line += "; PyTorch " + " ".join(f"{s:.2f}" for s in t_times) + f" s (test acc {t_acc:.4f})"
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                print(f"PyTorch reference failed, skipping it from now on: {e}")
+                torch_python, torch_note = None, f"PyTorch reference failed: {e}"
+        if a.seed_baseline:
+            extrapolated, measured = seed_baseline(X, y, a.seed_samples, seed_rng, seed_dtype)
+            seed_times.append(extrapolated)
+            line += f"; seed loop {measured:.2f} s for {a.seed_samples} -> {extrapolated:.1f} s/epoch"
+        print(line, flush=True)
+    load_end = loadavg()
+    print(f"load average at end (1, 5, 15 min): {load_end}")
+    if torch_threads is not None:
+        print(f"PyTorch threads (torch.get_num_threads(), not pinned): {torch_threads}")
+    print()
+
+    ours_s, torch_s, seed_s = summary(ours), summary(torch_times), summary(seed_times)
+    rows = [("nnscratch (fit, float32, batched)", ours_s)]
+    if torch_s:
+        rows.append(("PyTorch 2 CPU reference (torch_ref.py)", torch_s))
+    if seed_s:
+        rows.append((f"seed per-sample loop ({a.seed_dtype}), EXTRAPOLATED from {a.seed_samples:,}", seed_s))
+    torch_median = torch_s["median"] if torch_s else None
+    print_table(rows, torch_median)
+    if seed_s:
+        print(f"(the seed row times {a.seed_samples:,} samples per repetition and multiplies by "
+              f"{N_TRAIN / a.seed_samples:g}; it is an estimate, not a full epoch)")
+    print()
+
+    med = ours_s["median"]
+    ok_time = med <= TARGET_SECONDS
+    if torch_median:
+        ratio = med / torch_median
+        ok = ok_time and ratio <= TARGET_RATIO
+        verdict = (f"nnscratch mlp50: {med:.3f} s/epoch (median of {ours_s['n']}), PyTorch "
+                   f"{torch_median:.2f} s/epoch, ratio {ratio:.2f}; target <= {TARGET_SECONDS} s and "
+                   f"<= {TARGET_RATIO}x PyTorch: {'PASS' if ok else 'FAIL'}")
+    else:
+        ratio, ok = None, ok_time
+        verdict = (f"nnscratch mlp50: {med:.3f} s/epoch (median of {ours_s['n']}), PyTorch not run; "
+                   f"target <= {TARGET_SECONDS} s (ratio not checked): {'PASS' if ok else 'FAIL'}")
+    print(verdict)
+
+    if a.json:
+        result = {
+            "model": "mlp50 784-50-10 relu softmax cross-entropy, batch 32, SGD lr 0.1",
+            "reps": a.reps, "epochs_per_rep": a.epochs_per_rep,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "nnscratch": nnscratch.__version__, "cpus": os.cpu_count(),
+            "blas_threads": threads, "loadavg_start": load_start, "loadavg_end": load_end,
+            "torch_threads": torch_threads, "torch_note": torch_note,
+            "load_mnist": loads,
+            "nnscratch_sec_per_epoch": ours_s, "nnscratch_test_acc": accs,
+            "torch_sec_per_epoch": torch_s, "torch_test_acc": torch_accs,
+            "seed_sec_per_epoch_extrapolated": seed_s,
+            "seed_samples": a.seed_samples if seed_s else None,
+            "ratio_to_torch": ratio,
+            "target": {"seconds": TARGET_SECONDS, "ratio": TARGET_RATIO}, "pass": ok,
+        }
+        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"results written to {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
