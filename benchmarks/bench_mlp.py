@@ -345,7 +345,7 @@ def main(argv=None):
     ours_s, torch_s, seed_s = summary(ours), summary(torch_times), summary(seed_times)
     rows = [("nnscratch (fit, float32, batched)", ours_s)]
     if torch_s:
-        rows.append(("PyTorch 2 CPU reference (torch_ref.py)", torch_s))
+        rows.append(("PyTorch CPU reference (torch_ref.py)", torch_s))
     if seed_s:
         rows.append((f"seed per-sample loop ({a.seed_dtype}), EXTRAPOLATED from {a.seed_samples:,}", seed_s))
     torch_median = torch_s["median"] if torch_s else None

@@ -19,11 +19,20 @@ input).
 import numpy as np
 
 
+_TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny, np.dtype(np.float64): np.finfo(np.float64).tiny}
+
+
+def _tiny(dtype):
+    """The smallest normal number of ``dtype`` (looked up once: this runs every batch)."""
+    tiny = _TINY.get(dtype)
+    return tiny if tiny is not None else np.finfo(dtype).tiny
+
+
 def _safe_log(a):
     """``log(a)`` with ``a`` floored at the dtype's smallest normal number,
     so a probability that underflowed to 0 costs ``-log(tiny)`` (≈ 87 in
     float32) instead of infinity."""
-    return np.log(np.maximum(a, np.finfo(a.dtype).tiny))
+    return np.log(np.maximum(a, _tiny(a.dtype)))
 
 
 class Cost:
@@ -72,7 +81,7 @@ class CrossEntropy(Cost):
         return -float(np.vdot(t, _safe_log(a))) / a.shape[0]
 
     def gradient(self, a, t):
-        return -t / np.maximum(a, np.finfo(a.dtype).tiny) * a.dtype.type(1.0 / a.shape[0])
+        return -t / np.maximum(a, _tiny(a.dtype)) * a.dtype.type(1.0 / a.shape[0])
 
 
 class BinaryCrossEntropy(Cost):
@@ -89,7 +98,7 @@ class BinaryCrossEntropy(Cost):
         return -float(np.vdot(t, _safe_log(a)) + np.vdot(1 - t, _safe_log(1 - a))) / a.shape[0]
 
     def gradient(self, a, t):
-        tiny = np.finfo(a.dtype).tiny
+        tiny = _tiny(a.dtype)
         return (a - t) / np.maximum(a * (1 - a), tiny) * a.dtype.type(1.0 / a.shape[0])
 
 

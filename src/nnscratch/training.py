@@ -182,6 +182,9 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     n = len(X)
     n_batches = math.ceil(n / batch_size)
     layers, cost = net.layers, net.cost
+    # With a fused output (softmax + cross-entropy) the gradient enters below the output layer.
+    output_gradient = cost.fused_gradient if net.fused_output else cost.gradient
+    backward_layers = layers[-2::-1] if net.fused_output else layers[::-1]
     multiclass = targets.ndim == 2 and targets.shape[1] > 1 and len(net.output_shape) == 1
     for cb in callbacks:
         cb.on_train_begin(net, history)
@@ -204,7 +207,9 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
                     if bar is not None:
                         bar.close()
                     _diverged(optimizer, epoch, b + 1, loss)
-                net.loss_gradient(out, batch_targets)
+                grad = output_gradient(out, batch_targets)
+                for layer in backward_layers:
+                    grad = layer.backward(grad)
                 optimizer.step(params)
                 loss_sum += loss * len(idx)
                 predicted = out.argmax(axis=1) if multiclass else classes_of(out)

@@ -75,15 +75,19 @@ class FullyConnected(Layer):
     def forward(self, x, training=False):
         self.check_input(x)
         self._cache_x = x
-        rows = x.reshape(-1, x.shape[-1])                  # (N*T, D); (N, D) unchanged
+        if x.ndim == 2:                                    # the common case, without reshapes
+            y = x @ self.W.data.T                          # (N, U)
+            y += self.b.data
+            return y
+        rows = x.reshape(-1, x.shape[-1])                  # (N*T, D)
         y = rows @ self.W.data.T                           # (N*T, U)
         y += self.b.data
-        return y.reshape(x.shape[:-1] + (self.units,))     # (N, T, U) or (N, U)
+        return y.reshape(x.shape[:-1] + (self.units,))     # (N, T, U)
 
     def backward(self, dy):
         x = self._cache_x
-        rows = x.reshape(-1, x.shape[-1])                  # (M, D)
-        drows = dy.reshape(-1, self.units)                 # (M, U)
+        rows = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])        # (M, D)
+        drows = dy if dy.ndim == 2 else dy.reshape(-1, self.units)     # (M, U)
         self.W.grad = drows.T @ rows                       # (U, D)
         self.b.grad = drows.sum(axis=0)                    # (U,)
         if not self.needs_input_grad:

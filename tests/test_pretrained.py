@@ -1,0 +1,51 @@
+"""The networks shipped in pre-trained/ are the ones build_network.py trains, and they work."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nnscratch import Network, load_digit_image, load_mnist
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
+MLP50 = os.path.join(ROOT, "pre-trained", "mlp50.pickle")
+HANDWRITING = os.path.join(ROOT, "datasets", "my_handwriting")
+
+
+@pytest.fixture(scope="module")
+def mlp50():
+    return Network.load(MLP50)
+
+
+def test_shipped_mlp50_reaches_the_seeds_accuracy(mlp50):
+    _, _, X_test, y_test = load_mnist()
+    accuracy = np.mean(mlp50.predict(X_test) == y_test)
+    assert accuracy >= 0.9728, f"test accuracy {accuracy:.4f} is below the seed's 0.9728"
+
+
+def test_shipped_mlp50_has_the_seeds_architecture(mlp50):
+    assert [layer.kind for layer in mlp50.layers] == ["fc", "relu", "fc", "relu", "softmax"]
+    assert mlp50.input_shape == (784,) and mlp50.output_shape == (10,)
+
+
+def test_shipped_mlp50_reads_the_mnist_pngs(mlp50):
+    names = sorted(n for n in os.listdir(HANDWRITING) if n.startswith("mnist_test_"))
+    assert len(names) >= 10
+    correct = 0
+    for name in names:
+        label = int(name.rsplit("label", 1)[1].split(".")[0])
+        x = load_digit_image(os.path.join(HANDWRITING, name))
+        correct += int(mlp50.predict(x[None])[0] == label)
+    assert correct >= len(names) - 1  # 97% accurate: at most one of ten may be missed
+
+
+def test_predict_command_prints_digit_and_ten_probabilities():
+    png = os.path.join(HANDWRITING, "mnist_test_0_label7.png")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "src", "build_network.py"), "predict", png],
+                         capture_output=True, text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines[0] == "It is a .... 7"
+    probabilities = [float(part.split(": ")[1]) for part in lines[1].split("  ")]
+    assert len(probabilities) == 10 and abs(sum(probabilities) - 1) < 0.01
+    assert np.argmax(probabilities) == 7
