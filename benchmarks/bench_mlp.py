@@ -11,8 +11,7 @@ reference is available (``../shared/bench/torch_ref.py mlp50`` run by
 nnscratch epoch and then one PyTorch epoch, so both see the same machine load.
 Nothing is pinned; the BLAS thread counts are printed.
 
-Also reported: the time to load MNIST (a cold parse of a temporary copy of the
-data folder, then warm loads from its cache) and, with ``--seed-baseline``, the
+Also reported: the time to load MNIST (checksums and parse) and, with ``--seed-baseline``, the
 seed's per-sample loop (one (784, 1) column at a time, gradients accumulated
 over the mini-batch), timed on ``--seed-samples`` images and extrapolated to
 60,000.
@@ -30,11 +29,9 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -43,7 +40,7 @@ REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 sys.path.insert(0, os.path.join(REPO, "src"))
 
 import nnscratch  # noqa: E402
-from nnscratch.data import MNIST_DIR, MNIST_FILES, verify_checksums  # noqa: E402
+from nnscratch.data import MNIST_DIR, verify_checksums  # noqa: E402
 
 TORCH_REF = os.path.normpath(os.path.join(REPO, "..", "shared", "bench", "torch_ref.py"))
 DEFAULT_TORCH_PYTHON = os.path.expanduser("~/torchref/bin/python")
@@ -94,27 +91,15 @@ def mlp50(seed):
 
 # -- MNIST load times -------------------------------------------------------------
 def time_loads(repeats=3):
-    """``load_mnist`` on a fresh temporary copy of the data folder: the first load
-    (no ``.cache`` there yet: a cold parse), then ``repeats`` more (warm: from the
-    cache if the loader keeps one, else a second parse with the files in the OS
-    page cache). The copy puts the files in the page cache too, so "cold" means
-    no parsed cache, not a cold disk."""
-    with tempfile.TemporaryDirectory(prefix="nnscratch-bench-mnist-") as tmp:
-        for name in MNIST_FILES + ("SHA256SUMS",):
-            shutil.copy2(os.path.join(MNIST_DIR, name), tmp)
+    """Seconds for ``load_mnist()`` (checksums + parse of the four files), ``repeats`` times."""
+    times = []
+    for _ in range(repeats):
         t = time.perf_counter()
-        nnscratch.load_mnist(folder=tmp)
-        cold = time.perf_counter() - t
-        cache_written = os.path.isdir(os.path.join(tmp, ".cache")) and bool(os.listdir(os.path.join(tmp, ".cache")))
-        warm = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            nnscratch.load_mnist(folder=tmp)
-            warm.append(time.perf_counter() - t)
+        nnscratch.load_mnist()
+        times.append(time.perf_counter() - t)
     t = time.perf_counter()
     verify_checksums(MNIST_DIR)
-    checksums = time.perf_counter() - t
-    return {"cold": cold, "warm": summary(warm), "checksums": checksums, "cache_written": cache_written}
+    return {"load": summary(times), "checksums": time.perf_counter() - t}
 
 
 # -- nnscratch --------------------------------------------------------------------
@@ -298,17 +283,10 @@ def main(argv=None):
 
     # MNIST load times.
     loads = time_loads()
-    t = time.perf_counter()
     X, y, X_test, y_test = nnscratch.load_mnist()
-    loads["repo"] = time.perf_counter() - t
-    warm_kind = "from the .cache it wrote" if loads["cache_written"] else "no cache kept: a second parse"
-    print("MNIST load_mnist() times (a fresh temporary copy of the data folder):")
-    print(f"  cold, first load (no parsed cache): {loads['cold']:.2f} s"
-          + ("; it wrote a .cache" if loads["cache_written"] else ""))
-    print(f"  warm, later loads ({warm_kind}), median of {loads['warm']['n']}: "
-          f"{loads['warm']['median']:.2f} s (min {loads['warm']['min']:.2f}, max {loads['warm']['max']:.2f}); "
-          f"SHA-256 checks alone {loads['checksums']:.2f} s")
-    print(f"  this run's load_mnist() from {os.path.relpath(MNIST_DIR, REPO)}: {loads['repo']:.2f} s\n")
+    print(f"MNIST load_mnist() from {os.path.relpath(MNIST_DIR, REPO)}, median of {loads['load']['n']}: "
+          f"{loads['load']['median']:.2f} s (min {loads['load']['min']:.2f}, max {loads['load']['max']:.2f}); "
+          f"SHA-256 checks alone {loads['checksums']:.2f} s\n")
 
     if a.seed_baseline:
         seed_dtype = np.dtype(a.seed_dtype)
