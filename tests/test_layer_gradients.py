@@ -6,6 +6,7 @@ checked by a central difference written here, so the suite does not only trust
 ``gradcheck``. A deliberately wrong backward must fail the same check.
 """
 import numpy as np
+from reference import central_difference, rel_err
 import pytest
 
 from nnscratch import gradcheck
@@ -110,19 +111,6 @@ def test_softmax_own_backward_with_large_logits():
 
 
 # -- independent central differences (not through gradcheck) ------------------
-def central_difference(f, x, eps=1e-6):
-    """d f / d x for scalar f(x), perturbing a copy of x entry by entry."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[i] += eps
-        xm[i] -= eps
-        grad[i] = (f(xp) - f(xm)) / (2 * eps)
-    return grad
-
-
-def rel_err(a, b):
-    return np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12)
 
 
 @pytest.mark.parametrize("x_shape", [(3, 7), (2, 4, 7), (1, 7)])

@@ -49,3 +49,11 @@ def test_predict_command_prints_digit_and_ten_probabilities():
     probabilities = [float(part.split(": ")[1]) for part in lines[1].split("  ")]
     assert len(probabilities) == 10 and abs(sum(probabilities) - 1) < 0.01
     assert np.argmax(probabilities) == 7
+
+
+def test_shipped_mlp800_reaches_98_5_percent():
+    net = Network.load(os.path.join(ROOT, "pre-trained", "mlp800.pickle"))
+    assert [layer.kind for layer in net.layers].count("dropout") == 2
+    _, _, X_test, y_test = load_mnist()
+    accuracy = np.mean(net.predict(X_test) == y_test)
+    assert accuracy >= 0.985, f"test accuracy {accuracy:.4f} is below 0.985"

@@ -7,11 +7,13 @@ Every backward pass is written by hand and checked against finite differences.
 from .costs import (BinaryCrossEntropy, CrossEntropy, Quadratic, cross_entropy_cost,
                     cross_entropy_cost_prime_SM, quadratic_cost, quadratic_cost_prime)
 from .data import gen_clusters, get_mnist, load_digit_image, load_mnist, make_clusters
-from .layers import FullyConnected, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint
+from .layers import BatchNorm, Dropout, FullyConnected, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .network import Network
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .persistence import UnsafePickleError
-from .training import Callback, History, TrainingDiverged
+from .schedules import CosineAnnealingLR, ExponentialLR, StepLR
+from .training import History, TrainingDiverged
 
 __version__ = "0.1.0"
 
@@ -21,6 +23,7 @@ __all__ = [
     "Quadratic", "CrossEntropy", "BinaryCrossEntropy",
     "SGD", "Adam", "AdamW", "RMSprop",
     "load_mnist", "get_mnist", "gen_clusters", "make_clusters", "load_digit_image",
-    "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
-    "Callback", "History", "TrainingDiverged", "UnsafePickleError",
+    "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax", "Dropout", "BatchNorm",
+    "Callback", "EarlyStopping", "ModelCheckpoint", "StepLR", "ExponentialLR", "CosineAnnealingLR",
+    "History", "TrainingDiverged", "UnsafePickleError",
 ]

@@ -3,7 +3,7 @@ import numpy as np
 
 from . import persistence, training
 from .costs import get_cost
-from .layers import FullyConnected, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .layers import BatchNorm, Dropout, FullyConnected, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers.base import Layer, shape_str
 
 
@@ -100,6 +100,14 @@ class Network:
 
     def add_softmax_layer(self, size=None):
         return self.add(Softmax(), size)
+
+    def add_dropout_layer(self, p=0.5):
+        """Inverted dropout dropping each unit with probability ``p`` in training."""
+        return self.add(Dropout(p))
+
+    def add_batchnorm_layer(self, momentum=0.1, eps=1e-5):
+        """Batch normalization over features (N, D) or channels (N, C, H, W)."""
+        return self.add(BatchNorm(momentum, eps))
 
     def parameters(self):
         """Every trainable ``Parameter``, layer by layer."""
@@ -237,6 +245,7 @@ class Network:
         # names no NumPy random classes and the safe loader can stay strict.
         state = self.__dict__.copy()
         state["rng"] = self.rng.bit_generator.state
+        state.pop("optimizer", None)  # a saved network is its weights, not the optimizer's moments
         return state
 
     def __setstate__(self, state):
@@ -244,6 +253,9 @@ class Network:
         self.__dict__.update(state)
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = rng_state
+        for layer in self.layers:
+            if layer.uses_rng:
+                layer.rng = self.rng
 
     def astype(self, dtype):
         """Cast every parameter to ``dtype`` (in place); returns self."""

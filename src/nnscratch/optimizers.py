@@ -143,18 +143,28 @@ class Adam(Optimizer):
         self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
 
     def _adam_delta(self, g, state):
+        # The update is memory-bound (a dozen passes over every parameter), so
+        # it runs in place in preallocated buffers, with the bias corrections
+        # folded into two scalars:
+        #   γ m̂ / (sqrt(v̂) + ε) = c · m / (sqrt(v) + ε'),
+        #   c = γ sqrt(1 - β₂ᵗ) / (1 - β₁ᵗ),  ε' = ε sqrt(1 - β₂ᵗ)
         b1, b2 = self.betas
         if "m" not in state:
-            state["m"], state["v"] = np.zeros_like(g), np.zeros_like(g)
-        m, v = state["m"], state["v"]
+            state["m"], state["v"], state["buffer"] = np.zeros_like(g), np.zeros_like(g), np.empty_like(g)
+        m, v, buf = state["m"], state["v"], state["buffer"]
+        root_bc2 = np.sqrt(1 - b2 ** self.t)
         m *= b1
-        m += (1 - b1) * g
+        np.multiply(g, 1 - b1, out=buf)
+        m += buf                                       # m ← β₁ m + (1 - β₁) g
         v *= b2
-        v += (1 - b2) * (g * g)
-        step_size = self.lr / (1 - b1 ** self.t)
-        denom = np.sqrt(v / (1 - b2 ** self.t))
-        denom += self.eps
-        return (step_size * m) / denom
+        np.multiply(g, g, out=buf)
+        buf *= 1 - b2
+        v += buf                                       # v ← β₂ v + (1 - β₂) g²
+        np.sqrt(v, out=buf)
+        buf += self.eps * root_bc2
+        np.divide(m, buf, out=buf)
+        buf *= self.lr * root_bc2 / (1 - b1 ** self.t)
+        return buf
 
     def _delta(self, p, g, state):
         return self._adam_delta(g, state)
@@ -178,7 +188,7 @@ class AdamW(Adam):
     def _delta(self, p, g, state):
         delta = self._adam_delta(g, state)
         if self._decays(p):
-            delta += (self.lr * self.weight_decay) * p.data
+            delta += (self.lr * self.weight_decay) * p.data   # γλθ, outside the adaptive scaling
         return delta
 
 

@@ -19,6 +19,13 @@ def _save(fig, path):
     return path
 
 
+def _label_axes(ax, xlabel, ylabel):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
 def plot_history(history, path, title=None):
     """Cost (left) and accuracy (right) per epoch, training and validation; saved to ``path``."""
     fig = Figure(figsize=(10, 4))
@@ -28,10 +35,7 @@ def plot_history(history, path, title=None):
         ax.plot(epochs, history[key], "o-", label="training (mean over the epoch)")
         if history.get("val_" + key):
             ax.plot(epochs, history["val_" + key], "s-", label="test")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
+        _label_axes(ax, "epoch", label)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -43,10 +47,7 @@ def plot_curves(curves, path, ylabel, title=None):
     ax = fig.add_subplot(1, 1, 1)
     for label, values in curves.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _label_axes(ax, "epoch", ylabel)
     if title:
         ax.set_title(title)
     return _save(fig, path)

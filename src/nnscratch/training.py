@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from .callbacks import Callback
 from .optimizers import SGD, get_optimizer
 
 
@@ -37,26 +38,6 @@ class History(dict):
     @property
     def epochs(self):
         return len(self["loss"])
-
-
-class Callback:
-    """Hooks called by ``fit``; override what you need. ``net.stop_training = True``
-    (set from a hook) ends training after the current epoch."""
-
-    def on_train_begin(self, net, history):
-        pass
-
-    def on_epoch_begin(self, net, epoch):
-        pass
-
-    def on_batch_end(self, net, epoch, batch, loss):
-        pass
-
-    def on_epoch_end(self, net, epoch, history):
-        pass
-
-    def on_train_end(self, net, history):
-        pass
 
 
 # -- targets ------------------------------------------------------------------
@@ -178,6 +159,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     params = net.parameters()
     history = History()
     net.history = history
+    net.optimizer = optimizer
     net.stop_training = False
     n = len(X)
     n_batches = math.ceil(n / batch_size)

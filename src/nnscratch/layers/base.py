@@ -72,6 +72,7 @@ class Layer:
     """
 
     kind = "layer"
+    uses_rng = False  # True for layers that draw random numbers from the network's generator
 
     def __init__(self):
         self.input_shape = None
@@ -121,7 +122,19 @@ class Layer:
         return 0
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_cache")}
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_cache")}
+        if isinstance(state.get("rng"), np.random.Generator):
+            # Stored as a plain dict so the safe loader needs no NumPy random classes;
+            # a network re-attaches its own shared generator after loading.
+            state["rng"] = state["rng"].bit_generator.state
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("rng"), dict):
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state["rng"]
+            state["rng"] = rng
+        self.__dict__.update(state)
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r}, in={self.input_shape}, out={self.output_shape})"

@@ -1,0 +1,60 @@
+"""Learning-rate schedules, applied at the start of every epoch as callbacks.
+
+Each sets ``optimizer.lr`` from the initial rate ``γ₀`` (the optimizer's
+``lr`` when training starts) and the epoch index ``e`` (0 for the first
+epoch), with PyTorch's documented formulas (``torch.optim.lr_scheduler``
+stepped once per epoch).
+"""
+import math
+
+from .callbacks import Callback
+
+
+class LearningRateSchedule(Callback):
+    """Base class: subclasses define ``rate(base_lr, epoch_index)``."""
+
+    def on_train_begin(self, net, history):
+        self.base_lr = net.optimizer.lr
+
+    def on_epoch_begin(self, net, epoch):
+        net.optimizer.lr = self.rate(self.base_lr, epoch - 1)
+
+    def rate(self, base_lr, e):
+        raise NotImplementedError
+
+
+class StepLR(LearningRateSchedule):
+    """``γ = γ₀ · gamma^⌊e / step_size⌋``: multiply by ``gamma`` every ``step_size`` epochs."""
+
+    def __init__(self, step_size, gamma=0.1):
+        if int(step_size) != step_size or step_size < 1:
+            raise ValueError(f"step_size must be a positive integer, got {step_size!r}")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def rate(self, base_lr, e):
+        return base_lr * self.gamma ** (e // self.step_size)
+
+
+class ExponentialLR(LearningRateSchedule):
+    """``γ = γ₀ · gamma^e``."""
+
+    def __init__(self, gamma):
+        if not gamma > 0:
+            raise ValueError(f"gamma must be positive, got {gamma!r}")
+        self.gamma = float(gamma)
+
+    def rate(self, base_lr, e):
+        return base_lr * self.gamma ** e
+
+
+class CosineAnnealingLR(LearningRateSchedule):
+    """``γ = η_min + (γ₀ - η_min)(1 + cos(π e / T_max)) / 2``: from γ₀ down to
+    ``eta_min`` over ``T_max`` epochs along half a cosine."""
+
+    def __init__(self, T_max, eta_min=0.0):
+        if int(T_max) != T_max or T_max < 1:
+            raise ValueError(f"T_max must be a positive integer, got {T_max!r}")
+        self.T_max, self.eta_min = int(T_max), float(eta_min)
+
+    def rate(self, base_lr, e):
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * e / self.T_max)) / 2
