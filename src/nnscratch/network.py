@@ -3,7 +3,8 @@ import numpy as np
 
 from . import persistence, training
 from .costs import get_cost
-from .layers import BatchNorm, Dropout, FullyConnected, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .layers import (AvgPool2D, BatchNorm, Conv2D, Dropout, Flatten, FullyConnected, LeakyReLU, MaxPool2D, ReLU,
+                     Sigmoid, Softmax, Tanh)
 from .layers.base import Layer, shape_str
 
 
@@ -108,6 +109,22 @@ class Network:
     def add_batchnorm_layer(self, momentum=0.1, eps=1e-5):
         """Batch normalization over features (N, D) or channels (N, C, H, W)."""
         return self.add(BatchNorm(momentum, eps))
+
+    def add_conv_layer(self, filters, kernel_size, stride=1, padding=0, init="auto", impl="fast"):
+        """2-D convolution with ``filters`` output channels (see ``Conv2D``)."""
+        return self.add(Conv2D(filters, kernel_size, stride, padding, init, impl))
+
+    def add_maxpool_layer(self, size=2, stride=None, impl="fast"):
+        """Max pooling over ``size`` windows (stride defaults to the size)."""
+        return self.add(MaxPool2D(size, stride, impl))
+
+    def add_avgpool_layer(self, size=2, stride=None, impl="fast"):
+        """Average pooling over ``size`` windows (stride defaults to the size)."""
+        return self.add(AvgPool2D(size, stride, impl))
+
+    def add_flatten_layer(self):
+        """(N, C, H, W) -> (N, C·H·W), in PyTorch's order."""
+        return self.add(Flatten())
 
     def parameters(self):
         """Every trainable ``Parameter``, layer by layer."""

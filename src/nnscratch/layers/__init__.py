@@ -1,9 +1,11 @@
 """Layers, one module per family. Every layer follows the contract in ``base.Layer``."""
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer, Parameter
+from .conv import Conv2D
 from .dense import FullyConnected
 from .dropout import Dropout
 from .normalization import BatchNorm
+from .pooling import AvgPool2D, Flatten, MaxPool2D
 
 __all__ = ["Layer", "Parameter", "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
-           "Dropout", "BatchNorm"]
+           "Dropout", "BatchNorm", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten"]

@@ -1,0 +1,226 @@
+"""2-D convolution (cross-correlation, as in PyTorch), two ways.
+
+For input ``x`` (N, C, H, W), weights ``W`` (F, C, kh, kw), bias ``b`` (F,),
+stride ``s`` and the input zero-padded to ``x_p``::
+
+    y[n, f, i, j] = b[f] + Σ_{c, u, v} W[f, c, u, v] · x_p[n, c, i·s + u, j·s + v]
+
+    OH = (H + pad_top + pad_bottom - kh) // s + 1   (and OW likewise)
+
+Backward, with ``dy`` (N, F, OH, OW)::
+
+    db[f]         = Σ_{n, i, j} dy[n, f, i, j]
+    dW[f, c, u, v] = Σ_{n, i, j} dy[n, f, i, j] · x_p[n, c, i·s + u, j·s + v]
+    dx_p[n, c, i·s + u, j·s + v] += Σ_f dy[n, f, i, j] · W[f, c, u, v]
+
+``impl="naive"`` computes exactly these sums with a loop over output
+positions (the teaching version); ``impl="fast"`` (default) gathers every
+receptive field into a matrix (im2col) and does one matrix product.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .base import Layer, Parameter
+from .dense import init_std
+
+
+def pair(value, name):
+    """``3`` -> ``(3, 3)``; ``(3, 5)`` stays; anything else is an error."""
+    pair_ = (value, value) if np.isscalar(value) else tuple(value)
+    if len(pair_) != 2 or any(int(v) != v or v < 1 for v in pair_):
+        raise ValueError(f"{name} must be a positive integer or a pair of them, got {value!r}")
+    return int(pair_[0]), int(pair_[1])
+
+
+def padding_widths(padding, kernel, stride):
+    """((top, bottom), (left, right)) zero padding from an int, a pair, "valid" or "same"."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        if stride != (1, 1):
+            raise ValueError("padding='same' needs stride 1 (as in PyTorch)")
+        # total k - 1 per axis; the odd one out goes to the bottom/right, as PyTorch does
+        return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
+    if np.isscalar(padding):
+        padding = (padding, padding)
+    if len(padding) != 2 or any(int(p) != p or p < 0 for p in padding):
+        raise ValueError(f"padding must be 'same', 'valid', a non-negative int or a pair, got {padding!r}")
+    return (int(padding[0]),) * 2, (int(padding[1]),) * 2
+
+
+def pad_images(x, pads):
+    """Zero-pad the two spatial axes of (N, C, H, W); no copy when there is no padding."""
+    if pads == ((0, 0), (0, 0)):
+        return x
+    return np.pad(x, ((0, 0), (0, 0)) + pads)
+
+
+def windows(x, kernel, stride):
+    """A strided view of every receptive field of channels-last ``x`` (N, H, W, C):
+    shape (N, OH, OW, kh, kw, C), no copy.
+
+    ``windows(x)[n, i, j]`` is ``x[n, i·s:i·s+kh, j·s:j·s+kw, :]``. With C
+    last and contiguous, reshaping it to (N·OH·OW, kh·kw·C) copies runs of C
+    floats at a time, several times faster than gathering single pixels.
+    """
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    s_n, s_h, s_w, s_c = x.strides
+    return as_strided(x, shape=(n, oh, ow, kh, kw, c),
+                      strides=(s_n, s_h * sh, s_w * sw, s_h, s_w, s_c), writeable=False)
+
+
+def output_size(size, kernel, stride, pads):
+    return (size + pads[0] + pads[1] - kernel) // stride + 1
+
+
+class Conv2D(Layer):
+    """Convolution layer: ``F`` filters of size ``kh × kw`` over ``C`` input channels.
+
+    Parameters
+    ----------
+    filters : int
+        Output channels F.
+    kernel_size : int or (kh, kw)
+    stride : int or (sh, sw)
+    padding : int, (ph, pw), "valid" or "same" (stride 1)
+    init : {"auto", "he", "glorot", "normal"}
+        As for ``FullyConnected``, with fan-in ``C·kh·kw`` and fan-out ``F·kh·kw``.
+    impl : {"fast", "naive"}
+        im2col and one matrix product, or the loop over output positions.
+
+    Shapes: ``x`` (N, C, H, W) -> ``y`` (N, F, OH, OW); ``W`` (F, C, kh, kw) and
+    ``b`` (F,) as PyTorch's ``nn.Conv2d``.
+    """
+
+    kind = "conv"
+
+    def __init__(self, filters, kernel_size, stride=1, padding=0, init="auto", impl="fast"):
+        super().__init__()
+        if int(filters) != filters or filters < 1:
+            raise ValueError(f"filters must be a positive integer, got {filters!r}")
+        if impl not in ("fast", "naive"):
+            raise ValueError(f"impl must be 'fast' or 'naive', got {impl!r}")
+        self.filters = int(filters)
+        self.kernel = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.pads = padding_widths(padding, self.kernel, self.stride)
+        self.init, self.impl = init, impl
+
+    def _build(self, input_shape, rng, dtype):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name} (Conv2D) expects images (N, C, H, W), got per-sample shape "
+                             f"{input_shape}")
+        c, h, w = input_shape
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        padded = (h + sum(self.pads[0]), w + sum(self.pads[1]))
+        if padded[0] < kh or padded[1] < kw:
+            raise ValueError(f"{self.name} (Conv2D): a {kh}x{kw} kernel does not fit input of shape "
+                             f"(N, {c}, {h}, {w}) padded to {padded[0]}x{padded[1]}")
+        fan_in, fan_out = c * kh * kw, self.filters * kh * kw
+        self._scheme = "he" if self.init == "auto" else self.init
+        std = init_std(self._scheme, fan_in, fan_out)
+        self.W = Parameter((std * rng.standard_normal((self.filters, c, kh, kw))).astype(dtype), "W")
+        self.b = Parameter(np.zeros(self.filters, dtype=dtype), "b", decay=False)
+        return (self.filters, output_size(h, kh, sh, self.pads[0]), output_size(w, kw, sw, self.pads[1]))
+
+    def set_auto_init(self, scheme):
+        """Rescale freshly built ``"auto"`` weights to ``scheme`` (called by the network)."""
+        if self.init == "auto" and scheme != self._scheme:
+            c, (kh, kw) = self.input_shape[0], self.kernel
+            fan_in, fan_out = c * kh * kw, self.filters * kh * kw
+            ratio = init_std(scheme, fan_in, fan_out) / init_std(self._scheme, fan_in, fan_out)
+            self.W.data *= self.W.data.dtype.type(ratio)
+            self._scheme = scheme
+
+    def parameters(self):
+        return [self.W, self.b]
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        if self.impl == "naive":
+            x_p = pad_images(x, self.pads)
+            self._cache = (x_p, x.shape)
+            return self._naive_forward(x_p)
+        n = x.shape[0]
+        f, (oh, ow) = self.filters, self.output_shape[1:]
+        # The fast path works channels-last: free when x came from a conv or pool layer
+        # (their outputs are channels-last in memory), one copy otherwise.
+        x_hwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))                  # (N, H, W, C)
+        if self.pads != ((0, 0), (0, 0)):
+            x_hwc = np.pad(x_hwc, ((0, 0),) + self.pads + ((0, 0),))          # (N, Hp, Wp, C)
+        cols = windows(x_hwc, self.kernel, self.stride).reshape(n * oh * ow, -1)  # (N*OH*OW, kh*kw*C)
+        w_mat = self.W.data.transpose(0, 2, 3, 1).reshape(f, -1)               # (F, kh*kw*C)
+        out = cols @ w_mat.T                                                    # (N*OH*OW, F)
+        out += self.b.data
+        self._cache = (cols, w_mat, x.shape)
+        # (N, F, OH, OW) as a view of channels-last memory: element-wise layers
+        # keep that layout, and the next conv or this backward need no copy.
+        return out.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
+
+    def backward(self, dy):
+        if self.impl == "naive":
+            return self._naive_backward(dy)
+        cols, w_mat, x_shape = self._cache
+        f, (kh, kw), c = self.filters, self.kernel, x_shape[1]
+        dout = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(-1, f)  # (N*OH*OW, F)
+        dw_mat = dout.T @ cols                                                 # (F, kh*kw*C)
+        self.W.grad = np.ascontiguousarray(dw_mat.reshape(f, kh, kw, c).transpose(0, 3, 1, 2))  # (F, C, kh, kw)
+        self.b.grad = dout.sum(axis=0)                                         # (F,)
+        if not self.needs_input_grad:
+            return None
+        dcols = dout @ w_mat                                                   # (N*OH*OW, kh*kw*C)
+        oh, ow = self.output_shape[1:]
+        return self._col2im(dcols.reshape(x_shape[0], oh, ow, kh, kw, c), x_shape)
+
+    def _col2im(self, dcols, x_shape):
+        """Scatter-add receptive-field gradients (N, OH, OW, kh, kw, C) back onto the input.
+
+        One vectorized add per kernel offset (u, v): every output position's
+        contribution at that offset lands on a strided grid of the input.
+        """
+        (kh, kw), (sh, sw), (pt, pb), (pl, pr) = self.kernel, self.stride, *self.pads
+        n, c, h, w = x_shape
+        oh, ow = self.output_shape[1:]
+        dx_p = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dcols.dtype)   # channels-last
+        for u in range(kh):
+            for v in range(kw):
+                dx_p[:, u:u + sh * oh:sh, v:v + sw * ow:sw, :] += dcols[:, :, :, u, v, :]
+        return dx_p[:, pt:pt + h, pl:pl + w, :].transpose(0, 3, 1, 2)          # (N, C, H, W) view
+
+    # -- the teaching version ------------------------------------------------
+    def _naive_forward(self, x_p):
+        """y[:, :, i, j] = b + Σ_{c,u,v} W[:, c, u, v] x_p[:, c, i·s+u, j·s+v], one (i, j) at a time."""
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        f, oh, ow = self.output_shape
+        y = np.empty((x_p.shape[0], f, oh, ow), dtype=x_p.dtype)
+        for i in range(oh):
+            for j in range(ow):
+                field = x_p[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]           # (N, C, kh, kw)
+                y[:, :, i, j] = np.einsum("ncuv,fcuv->nf", field, self.W.data) + self.b.data
+        return y
+
+    def _naive_backward(self, dy):
+        """Each output position (i, j) sends its gradient back to the weights
+        and to the input pixels of its receptive field."""
+        x_p, x_shape = self._cache
+        (kh, kw), (sh, sw), (pt, _), (pl, _) = self.kernel, self.stride, *self.pads
+        _, oh, ow = self.output_shape
+        dW = np.zeros_like(self.W.data)
+        dx_p = np.zeros_like(x_p)
+        for i in range(oh):
+            for j in range(ow):
+                field = x_p[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]           # (N, C, kh, kw)
+                dW += np.einsum("nf,ncuv->fcuv", dy[:, :, i, j], field)
+                dx_p[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw] += np.einsum(
+                    "nf,fcuv->ncuv", dy[:, :, i, j], self.W.data)
+        self.W.grad = dW
+        self.b.grad = dy.sum(axis=(0, 2, 3))
+        if not self.needs_input_grad:
+            return None
+        return dx_p[:, :, pt:pt + x_shape[2], pl:pl + x_shape[3]]
+
+    def flops(self):
+        f, oh, ow = self.output_shape
+        return 2 * f * oh * ow * self.input_shape[0] * self.kernel[0] * self.kernel[1]

@@ -1,0 +1,181 @@
+"""Max and average pooling over (N, C, H, W), and Flatten.
+
+Window ``size`` (kh, kw), ``stride`` (default: the size). Windows that do not
+tile the input are fine: ``OH = (H - kh) // sh + 1``, and rows or columns left
+over at the bottom/right are not pooled (as in PyTorch without padding).
+
+The fast versions loop over the kh·kw offsets of a window: at offset (u, v),
+``x[:, :, u::sh, v::sw]`` (cropped to OH x OW) holds that element of every
+window at once, so a window's max or mean is built with kh·kw whole-array
+operations. The naive versions loop over output positions, one window at a
+time, as the definition reads.
+"""
+import numpy as np
+
+from .base import Layer
+from .conv import pair
+
+
+def _channels_last(a):
+    """True when (N, C, H, W) ``a`` is laid out channels-last in memory (conv outputs are)."""
+    return a.ndim == 4 and a.strides[1] < a.strides[3]
+
+
+def _zeros_like_layout(shape, dtype, channels_last):
+    """Zeros of (N, C, H, W) ``shape``, channels-last in memory when asked."""
+    if not channels_last:
+        return np.zeros(shape, dtype=dtype)
+    n, c, h, w = shape
+    return np.zeros((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+
+
+class _Pool2D(Layer):
+    def __init__(self, size=2, stride=None, impl="fast"):
+        super().__init__()
+        if impl not in ("fast", "naive"):
+            raise ValueError(f"impl must be 'fast' or 'naive', got {impl!r}")
+        self.size = pair(size, "size")
+        self.stride = self.size if stride is None else pair(stride, "stride")
+        self.impl = impl
+
+    def _build(self, input_shape, rng, dtype):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name} ({type(self).__name__}) expects images (N, C, H, W), "
+                             f"got per-sample shape {input_shape}")
+        c, h, w = input_shape
+        (kh, kw), (sh, sw) = self.size, self.stride
+        if h < kh or w < kw:
+            raise ValueError(f"{self.name} ({type(self).__name__}): a {kh}x{kw} window does not fit "
+                             f"input of shape (N, {c}, {h}, {w})")
+        return c, (h - kh) // sh + 1, (w - kw) // sw + 1
+
+    def _offset(self, x, u, v):
+        """Element (u, v) of every window: (N, C, OH, OW), a strided view."""
+        (sh, sw), (oh, ow) = self.stride, self.output_shape[1:]
+        return x[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw]
+
+    def _field(self, x, i, j):
+        """The window of output position (i, j): (N, C, kh, kw)."""
+        (kh, kw), (sh, sw) = self.size, self.stride
+        return x[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+
+    def flops(self):
+        return int(np.prod(self.output_shape)) * self.size[0] * self.size[1]
+
+
+class MaxPool2D(_Pool2D):
+    """``y[n, c, i, j] = max_{u,v} x[n, c, i·sh + u, j·sw + v]``.
+
+    Backward sends each output's gradient to the one input that was the max
+    (the first one, in window order, when several tie), accumulating where
+    overlapping windows pick the same input.
+    """
+
+    kind = "maxpool"
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        if self.impl == "naive":
+            self._cache = x
+            return self._naive_forward(x)
+        kh, kw = self.size
+        out = self._offset(x, 0, 0).copy(order="K")             # keeps the input's memory layout
+        winner = np.zeros(out.shape, dtype=np.uint8)            # which offset holds each window's max
+        for k in range(1, kh * kw):
+            candidate = self._offset(x, k // kw, k % kw)
+            greater = candidate > out                           # strictly: ties stay with the first
+            np.copyto(out, candidate, where=greater)
+            np.copyto(winner, k, where=greater)
+        self._cache = (x.shape, winner, _channels_last(x))
+        return out
+
+    def backward(self, dy):
+        if self.impl == "naive":
+            return self._naive_backward(dy)
+        x_shape, winner, channels_last = self._cache
+        kh, kw = self.size
+        dx = _zeros_like_layout(x_shape, dy.dtype, channels_last)
+        for k in range(kh * kw):
+            self._offset(dx, k // kw, k % kw)[...] += dy * (winner == k)
+        return dx
+
+    def _naive_forward(self, x):
+        _, oh, ow = self.output_shape
+        y = np.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+        for i in range(oh):
+            for j in range(ow):
+                y[:, :, i, j] = self._field(x, i, j).max(axis=(2, 3))
+        return y
+
+    def _naive_backward(self, dy):
+        x = self._cache
+        n, c = x.shape[:2]
+        kw = self.size[1]
+        dx = np.zeros_like(x)
+        rows, chans = np.arange(n)[:, None], np.arange(c)[None, :]
+        for i in range(self.output_shape[1]):
+            for j in range(self.output_shape[2]):
+                field = self._field(x, i, j)
+                first_max = field.reshape(n, c, -1).argmax(axis=2)              # (N, C)
+                u, v = first_max // kw, first_max % kw
+                self._field(dx, i, j)[rows, chans, u, v] += dy[:, :, i, j]
+        return dx
+
+
+class AvgPool2D(_Pool2D):
+    """``y[n, c, i, j] = mean_{u,v} x[n, c, i·sh + u, j·sw + v]``; each input in a
+    window gets ``dy / (kh·kw)`` back."""
+
+    kind = "avgpool"
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        self._cache = (x.shape, _channels_last(x))
+        kh, kw = self.size
+        if self.impl == "naive":
+            _, oh, ow = self.output_shape
+            y = np.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+            for i in range(oh):
+                for j in range(ow):
+                    y[:, :, i, j] = self._field(x, i, j).mean(axis=(2, 3))
+            return y
+        out = self._offset(x, 0, 0).copy(order="K")  # keeps the input's memory layout
+        for u in range(kh):
+            for v in range(kw):
+                if u or v:
+                    out += self._offset(x, u, v)
+        out *= x.dtype.type(1.0 / (kh * kw))
+        return out
+
+    def backward(self, dy):
+        kh, kw = self.size
+        share = dy * dy.dtype.type(1.0 / (kh * kw))
+        x_shape, channels_last = self._cache
+        dx = _zeros_like_layout(x_shape, dy.dtype, channels_last)
+        if self.impl == "naive":
+            for i in range(self.output_shape[1]):
+                for j in range(self.output_shape[2]):
+                    self._field(dx, i, j)[...] += share[:, :, i, j, None, None]
+            return dx
+        for u in range(kh):
+            for v in range(kw):
+                self._offset(dx, u, v)[...] += share
+        return dx
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C·H·W), in C-H-W order (as PyTorch's ``nn.Flatten``),
+    so the dense layer after it has PyTorch's weight layout."""
+
+    kind = "flatten"
+
+    def _build(self, input_shape, rng, dtype):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training=False):
+        self.check_input(x)
+        self._cache_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._cache_shape)
