@@ -17,7 +17,8 @@ EPS = 1e-5
 
 # Full input shapes (N, D) and (N, C, H, W): two samples, odd D, non-square
 # spatial sizes, a single image with several values per channel.
-SHAPES = [(2, 3), (2, 7), (5, 7), (16, 4), (3, 4, 5, 2), (2, 3, 4, 6), (1, 2, 3, 3), (1, 3, 1, 2), (4, 2, 1, 1)]
+SHAPES = [(2, 3), (2, 7), (5, 7), (16, 4),
+          (3, 4, 5, 2), (2, 3, 4, 6), (1, 2, 3, 3), (1, 3, 1, 2), (4, 2, 1, 1)]
 
 
 def built(layer, per_sample_shape, dtype=np.float64):
@@ -126,6 +127,20 @@ def test_features_are_normalized_independently():
     x2[:, 2] *= 1000
     y2 = layer.forward(x2, training=True)
     np.testing.assert_allclose(y2[:, [0, 1, 3]], y[:, [0, 1, 3]], rtol=1e-12)
+
+
+def test_channels_last_memory_layout_gives_the_same_result():
+    """Conv layers hand on (N, C, H, W) views of channels-last memory; BatchNorm must not care."""
+    layer = built(BatchNorm(), (3, 4, 5))
+    randomize(layer, 17)
+    x_nhwc = 1.0 + randn((2, 4, 5, 3), 18)
+    x_view = x_nhwc.transpose(0, 3, 1, 2)                      # (N, C, H, W), not C-contiguous
+    x_copy = np.ascontiguousarray(x_view)
+    dy = randn(x_copy.shape, 19)
+    y_view, dx_view = layer.forward(x_view, training=True), layer.backward(dy)
+    y_copy, dx_copy = layer.forward(x_copy, training=True), layer.backward(dy)
+    np.testing.assert_allclose(y_view, y_copy, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dx_view, dx_copy, rtol=1e-13, atol=1e-13)
 
 
 # -- running statistics ---------------------------------------------------------------------

@@ -4,6 +4,8 @@ Inverted dropout keeps each unit with probability 1 - p and scales the kept
 ones by 1/(1 - p), so E[y] = x; evaluation is the identity. Every expected
 value below is computed from those formulas, never read back from the layer.
 """
+import pickle
+
 import numpy as np
 import pytest
 
@@ -244,3 +246,12 @@ def test_save_and_load_keep_dropout_on_the_network_generator(tmp_path):
     for n in (net, loaded):
         n.fit(X, y, epochs=2, batch_size=16, optimizer=SGD(lr=0.1), verbose=0)
     assert_same_weights(weights(net), weights(loaded))
+
+
+def test_a_pickled_dropout_layer_keeps_its_generator_state():
+    layer = built(Dropout(0.5), (100,), seed=8)
+    layer.forward(np.ones((2, 100)), training=True)       # move the generator on
+    again = pickle.loads(pickle.dumps(layer))
+    assert isinstance(again.rng, np.random.Generator) and again.rng is not layer.rng
+    x = np.ones((3, 100))
+    np.testing.assert_array_equal(again.forward(x, training=True), layer.forward(x, training=True))

@@ -284,3 +284,35 @@ def test_bad_constructor_arguments():
         Network(4, dtype=np.int32)
     with pytest.raises(ValueError, match="input_shape"):
         Network(0)
+
+
+def test_state_dict_round_trip_includes_batchnorm_statistics():
+    X, y = small_data()
+    net = Network(12, seed=0)
+    net.add_fc_layer(8)
+    net.add_batchnorm_layer()
+    net.add_relu_layer()
+    net.add_fc_layer(3)
+    net.add_softmax_layer()
+    state = net.state_dict()
+    assert set(state) == {"fc1.W", "fc1.b", "batchnorm1.gamma", "batchnorm1.beta",
+                          "batchnorm1.running_mean", "batchnorm1.running_var", "fc2.W", "fc2.b"}
+    before = net.predict_proba(X)
+    net.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    assert not np.allclose(net.predict_proba(X), before)
+    net.load_state_dict(state)
+    np.testing.assert_array_equal(net.predict_proba(X), before)
+    with pytest.raises(ValueError, match=r"fc1.W: expected shape \(8, 12\)"):
+        net.load_state_dict({**state, "fc1.W": np.zeros((12, 8))})
+
+
+def test_batchnorm_net_rejects_a_last_batch_of_one_before_training():
+    X, y = small_data(n=33)
+    net = Network(12, seed=0)
+    net.add_fc_layer(8)
+    net.add_batchnorm_layer()
+    net.add_fc_layer(3)
+    net.add_softmax_layer()
+    with pytest.raises(ValueError, match="last batch of one"):
+        net.fit(X, y, batch_size=32, verbose=0)
+    assert net.history is None  # nothing started

@@ -4,7 +4,6 @@ early stopping and checkpoints.
 During ``fit`` the network carries ``net.optimizer`` (the optimizer in use)
 and ``net.stop_training`` (set it to True to end training after this epoch).
 """
-import numpy as np
 
 
 class Callback:
@@ -41,6 +40,8 @@ class _Monitor(Callback):
     def on_train_begin(self, net, history):
         if self.monitor not in history:
             raise ValueError(f"cannot monitor {self.monitor!r}: history records {sorted(history)}")
+        if self.monitor.startswith("val_") and not history.has_validation:
+            raise ValueError(f"cannot monitor {self.monitor!r} without validation_data: pass it to fit")
         self.best, self.best_epoch = None, None
 
     def _improved(self, history, epoch):
@@ -79,7 +80,7 @@ class EarlyStopping(_Monitor):
         if self._improved(history, epoch):
             self.wait = 0
             if self.restore_best_weights:
-                self.best_weights = [p.data.copy() for p in net.parameters()]
+                self.best_weights = net.state_dict()   # parameters and BatchNorm statistics
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -88,8 +89,7 @@ class EarlyStopping(_Monitor):
 
     def on_train_end(self, net, history):
         if self.restore_best_weights and self.best_weights is not None:
-            for p, best in zip(net.parameters(), self.best_weights):
-                np.copyto(p.data, best)
+            net.load_state_dict(self.best_weights)
 
 
 class ModelCheckpoint(_Monitor):

@@ -130,6 +130,32 @@ class Network:
         """Every trainable ``Parameter``, layer by layer."""
         return [p for layer in self.layers for p in layer.parameters()]
 
+    def state_dict(self):
+        """Copies of every parameter and buffer, by name: ``{"fc1.W": ..., "batchnorm1.running_mean": ...}``.
+
+        The names and layouts match PyTorch's where the layers do (``W`` is
+        ``weight``, ``b`` is ``bias``), so weights can be moved by renaming.
+        """
+        state = {}
+        for layer in self.layers:
+            for p in layer.parameters():
+                state[f"{layer.name}.{p.name}"] = p.data.copy()
+            for name in layer.buffers():
+                state[f"{layer.name}.{name}"] = getattr(layer, name).copy()
+        return state
+
+    def load_state_dict(self, state):
+        """Set parameters and buffers from ``state_dict()`` output; shapes must match."""
+        for layer in self.layers:
+            for p in layer.parameters():
+                key = f"{layer.name}.{p.name}"
+                value = np.asarray(state[key])
+                if value.shape != p.data.shape:
+                    raise ValueError(f"{key}: expected shape {p.data.shape}, got {value.shape}")
+                np.copyto(p.data, value)
+            for name in layer.buffers():
+                setattr(layer, name, np.array(state[f"{layer.name}.{name}"], dtype=self.dtype))
+
     # -- forward and backward ------------------------------------------------------
     def _as_batch(self, X):
         X = np.asarray(X)

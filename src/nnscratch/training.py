@@ -34,6 +34,7 @@ class History(dict):
     def __init__(self):
         super().__init__(loss=[], accuracy=[], val_loss=[], val_accuracy=[], time=[], lr=[])
         self.interrupted = False
+        self.has_validation = False
 
     @property
     def epochs(self):
@@ -129,6 +130,14 @@ def _diverged(optimizer, epoch, batch, loss):
         f"Try a smaller learning rate or clip_norm.")
 
 
+def _check_batchnorm_batches(net, n, batch_size):
+    """A batch norm over (N, D) features cannot train on a last mini-batch of one sample."""
+    if n % batch_size == 1 and any(layer.kind == "batchnorm" and len(layer.input_shape) == 1
+                                   for layer in net.layers):
+        raise ValueError(f"{n} samples in batches of {batch_size} leave a last batch of one, on which "
+                         f"batch normalization cannot estimate a variance: choose another batch size")
+
+
 def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None, callbacks=(),
         shuffle=True, verbose=1):
     """Train ``net`` on ``(X, y)`` with mini-batches; returns a ``History``.
@@ -157,7 +166,9 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
         val_targets, _ = prepare_targets(net, validation_data[1], len(X_val))
     optimizer = SGD(lr=0.01) if optimizer is None else get_optimizer(optimizer)
     params = net.parameters()
+    _check_batchnorm_batches(net, len(X), batch_size)
     history = History()
+    history.has_validation = validation_data is not None
     net.history = history
     net.optimizer = optimizer
     net.stop_training = False

@@ -94,6 +94,10 @@ class Layer:
         """The layer's trainable parameters (empty for activations)."""
         return []
 
+    def buffers(self):
+        """Names of the layer's non-trainable state arrays (BatchNorm's running statistics)."""
+        return ()
+
     def astype(self, dtype):
         """Cast parameters (and any float state) to ``dtype`` in place; returns self."""
         for p in self.parameters():

@@ -43,7 +43,7 @@ class Dropout(Layer):
         if not training or self.p == 0:
             self._cache_mask = None
             return x
-        threshold = round(self.p * 65536)
+        threshold = min(round(self.p * 65536), 65535)  # p just below 1 must still keep some units
         keep = self.rng.integers(0, 65536, size=x.shape, dtype=np.uint16) >= threshold  # Bernoulli(1 - p)
         self._cache_mask = keep * x.dtype.type(1.0 / (1.0 - self.p))          # m / (1 - p)
         return x * self._cache_mask

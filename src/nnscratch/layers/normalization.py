@@ -58,6 +58,9 @@ class BatchNorm(Layer):
     def parameters(self):
         return [self.gamma, self.beta]
 
+    def buffers(self):
+        return ("running_mean", "running_var")
+
     def astype(self, dtype):
         super().astype(dtype)
         self.running_mean = self.running_mean.astype(dtype)
