@@ -115,11 +115,14 @@ class Layer:
 
     # -- helpers -----------------------------------------------------------
     def check_input(self, x):
-        """Raise a ValueError naming this layer when ``x`` is not (N, *input_shape)."""
+        """Raise a ValueError naming this layer when ``x`` is not a float array (N, *input_shape)."""
         if x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
             raise ValueError(
                 f"{self.name} ({type(self).__name__}) expects input of shape "
                 f"{shape_str(self.input_shape)}, got {tuple(x.shape)}")
+        if x.dtype.kind != "f":
+            raise ValueError(f"{self.name} ({type(self).__name__}) expects a floating-point array, "
+                             f"got dtype {x.dtype}")
 
     def flops(self):
         """Floating-point operations of a forward pass for one sample (approximate)."""

@@ -41,6 +41,8 @@ def padding_widths(padding, kernel, stride):
             raise ValueError("padding='same' needs stride 1 (as in PyTorch)")
         # total k - 1 per axis; the odd one out goes to the bottom/right, as PyTorch does
         return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
+    if isinstance(padding, str):
+        raise ValueError(f"padding must be 'same', 'valid', a non-negative int or a pair, got {padding!r}")
     if np.isscalar(padding):
         padding = (padding, padding)
     if len(padding) != 2 or any(int(p) != p or p < 0 for p in padding):

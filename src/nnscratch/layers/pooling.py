@@ -80,7 +80,7 @@ class MaxPool2D(_Pool2D):
             return self._naive_forward(x)
         kh, kw = self.size
         out = self._offset(x, 0, 0).copy(order="K")             # keeps the input's memory layout
-        winner = np.zeros(out.shape, dtype=np.uint8)            # which offset holds each window's max
+        winner = np.zeros(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.int32)  # offset of each max
         for k in range(1, kh * kw):
             candidate = self._offset(x, k // kw, k % kw)
             greater = candidate > out                           # strictly: ties stay with the first
