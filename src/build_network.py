@@ -19,7 +19,8 @@ import numpy as np
 
 from nnscratch import (Adam, CosineAnnealingLR, Network, cross_entropy_cost, cross_entropy_cost_prime_SM,
                        gen_clusters, get_mnist, load_digit_image, load_mnist, quadratic_cost, quadratic_cost_prime)
-from nnscratch.plotting import plot_clusters, plot_digit_probabilities, plot_history
+from nnscratch.plotting import (plot_clusters, plot_digit_probabilities, plot_feature_maps, plot_filters,
+                                plot_history)
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 PLOTS = os.path.join(ROOT, "plots")
@@ -127,6 +128,8 @@ def train_cnn(args):
     print(f"trained in {(time.perf_counter() - start) / 60:.1f} min, "
           f"{np.median(history['time']):.1f} s per epoch of training (median)")
     finish(net, history, "cnn", "MNIST CNN (conv32-pool-conv64-pool-fc128), Adam + cosine, batch 64")
+    print("saved", os.path.relpath(plot_filters(net.layers[0], os.path.join(PLOTS, "cnn_filters.png")), ROOT),
+          "and", os.path.relpath(plot_feature_maps(net, X_test[0], os.path.join(PLOTS, "cnn_feature_maps.png")), ROOT))
 
 
 def predict(args):

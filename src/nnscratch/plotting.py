@@ -90,3 +90,55 @@ def plot_clusters(net, data, names, path):
     ax.set_ylabel("y")
     ax.set_title("test points and the network's decision regions")
     return _save(fig, path)
+
+
+def _image_grid(fig, images, columns, titles=None, cmap="gray"):
+    """Draw 2-D ``images`` in a grid of ``columns``, each scaled to its own range."""
+    rows = int(np.ceil(len(images) / columns))
+    for k, image in enumerate(images):
+        ax = fig.add_subplot(rows, columns, k + 1)
+        ax.imshow(image, cmap=cmap, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=7)
+
+
+def plot_filters(layer, path, title="first-layer filters"):
+    """Every filter of a Conv2D layer (channels averaged), one small image each."""
+    kernels = layer.W.data.mean(axis=1)                      # (F, kh, kw)
+    columns = min(8, len(kernels))
+    fig = Figure(figsize=(columns * 1.1, np.ceil(len(kernels) / columns) * 1.2))
+    _image_grid(fig, kernels, columns, titles=[str(f) for f in range(len(kernels))], cmap="RdBu_r")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_feature_maps(net, image, path, layers=None):
+    """The input image and the channels each chosen layer makes of it.
+
+    ``image`` is one sample (C, H, W); ``layers`` the names of layers whose
+    outputs to draw (default: every Conv2D and pooling layer), up to 16
+    channels each.
+    """
+    x = np.asarray(image, dtype=net.dtype)[None]
+    outputs = []
+    for layer in net.layers:
+        x = layer.forward(x)
+        wanted = layer.kind in ("conv", "maxpool", "avgpool") if layers is None else layer.name in layers
+        if wanted and x.ndim == 4:
+            outputs.append((layer.name, x[0, :16]))
+    columns = 16
+    fig = Figure(figsize=(columns * 0.9, (len(outputs) + 1) * 1.1))
+    ax = fig.add_subplot(len(outputs) + 1, columns, 1)
+    ax.imshow(np.asarray(image)[0], cmap="gray_r")
+    ax.set_title("input", fontsize=7)
+    ax.set_axis_off()
+    for row, (name, maps) in enumerate(outputs, start=1):
+        for k, feature_map in enumerate(maps):
+            ax = fig.add_subplot(len(outputs) + 1, columns, row * columns + k + 1)
+            ax.imshow(feature_map, cmap="viridis", interpolation="nearest")
+            ax.set_axis_off()
+            if k == 0:
+                ax.set_title(name, fontsize=7, loc="left")
+    return _save(fig, path)
