@@ -8,8 +8,8 @@ from .costs import (BinaryCrossEntropy, CrossEntropy, Quadratic, cross_entropy_c
                     cross_entropy_cost_prime_SM, quadratic_cost, quadratic_cost_prime)
 from .data import gen_clusters, get_mnist, load_digit_image, load_mnist, make_clusters
 from .callbacks import Callback, EarlyStopping, ModelCheckpoint
-from .layers import (AvgPool2D, BatchNorm, Conv2D, Dropout, Flatten, FullyConnected, LeakyReLU, MaxPool2D, ReLU,
-                     Sigmoid, Softmax, Tanh)
+from .layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten, FullyConnected,
+                     LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from .network import Network
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .persistence import UnsafePickleError
@@ -25,7 +25,7 @@ __all__ = [
     "SGD", "Adam", "AdamW", "RMSprop",
     "load_mnist", "get_mnist", "gen_clusters", "make_clusters", "load_digit_image",
     "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax", "Dropout", "BatchNorm",
-    "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten",
+    "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding",
     "Callback", "EarlyStopping", "ModelCheckpoint", "StepLR", "ExponentialLR", "CosineAnnealingLR",
     "History", "TrainingDiverged", "UnsafePickleError",
 ]

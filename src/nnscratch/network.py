@@ -3,8 +3,8 @@ import numpy as np
 
 from . import persistence, training
 from .costs import get_cost
-from .layers import (AvgPool2D, BatchNorm, Conv2D, Dropout, Flatten, FullyConnected, LeakyReLU, MaxPool2D, ReLU,
-                     Sigmoid, Softmax, Tanh)
+from .layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten, FullyConnected,
+                     LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from .layers.base import Layer, shape_str
 
 
@@ -122,6 +122,28 @@ class Network:
         """Average pooling over ``size`` windows (stride defaults to the size)."""
         return self.add(AvgPool2D(size, stride, impl))
 
+    def add_rnn_layer(self, hidden, activation="tanh", return_sequences=False, stateful=False):
+        """Elman RNN over (N, T, D) (see ``RNN``)."""
+        return self.add(RNN(hidden, activation, return_sequences, stateful))
+
+    def add_lstm_layer(self, hidden, return_sequences=False, stateful=False):
+        """LSTM over (N, T, D) (see ``LSTM``)."""
+        return self.add(LSTM(hidden, return_sequences, stateful))
+
+    def add_gru_layer(self, hidden, return_sequences=False, stateful=False):
+        """GRU over (N, T, D) (see ``GRU``)."""
+        return self.add(GRU(hidden, return_sequences, stateful))
+
+    def add_embedding_layer(self, vocab_size, dim):
+        """Token ids (N, T) to vectors (N, T, dim) (see ``Embedding``)."""
+        return self.add(Embedding(vocab_size, dim))
+
+    def reset_state(self):
+        """Forget the state that stateful recurrent layers carry between batches."""
+        for layer in self.layers:
+            if hasattr(layer, "reset_state"):
+                layer.reset_state()
+
     def add_flatten_layer(self):
         """(N, C, H, W) -> (N, C·H·W), in PyTorch's order."""
         return self.add(Flatten())
@@ -165,6 +187,8 @@ class Network:
             first = self.layers[0].name if self.layers else "input"
             raise ValueError(f"{first} expects input of shape {shape_str(self.input_shape)}, "
                              f"got {tuple(X.shape)}")
+        if self.layers and self.layers[0].kind == "embedding":
+            return X  # token ids stay integers
         return X.astype(self.dtype, copy=False)
 
     def forward(self, X, training=False):
