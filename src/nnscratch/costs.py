@@ -3,7 +3,9 @@
 A cost compares the network's output ``a`` (N, K) with targets ``t`` (N, K)
 and is averaged over the batch: ``C = (1/N) Σ_n c(a_n, t_n)``, so gradients do
 not grow with the batch size and a learning rate means the same thing at any
-batch size.
+batch size. For sequence outputs (N, T, K) it is averaged over all N·T
+predictions (so a language model's cost is per character); below, N stands
+for that count.
 
 When an output activation and a cost fit together, ``∂C/∂z`` (z = the
 activation's input) is far simpler than the chain through both, and exact:
@@ -28,6 +30,11 @@ def _tiny(dtype):
     return tiny if tiny is not None else np.finfo(dtype).tiny
 
 
+def _rows(a):
+    """How many predictions ``a`` holds: N for (N, K), N·T for sequences (N, T, K)."""
+    return a.size // a.shape[-1]
+
+
 def _safe_log(a):
     """``log(a)`` with ``a`` floored at the dtype's smallest normal number,
     so a probability that underflowed to 0 costs ``-log(tiny)`` (≈ 87 in
@@ -49,7 +56,7 @@ class Cost:
 
     def fused_gradient(self, a, t):
         """∂C/∂z through the fused activation ``a = f(z)``: ``(a - t) / N``."""
-        return (a - t) * a.dtype.type(1.0 / a.shape[0])
+        return (a - t) * a.dtype.type(1.0 / _rows(a))
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -62,10 +69,10 @@ class Quadratic(Cost):
 
     def value(self, a, t):
         d = a - t
-        return 0.5 * float(np.vdot(d, d)) / a.shape[0]
+        return 0.5 * float(np.vdot(d, d)) / _rows(a)
 
     def gradient(self, a, t):
-        return (a - t) * a.dtype.type(1.0 / a.shape[0])
+        return (a - t) * a.dtype.type(1.0 / _rows(a))
 
 
 class CrossEntropy(Cost):
@@ -78,10 +85,10 @@ class CrossEntropy(Cost):
     fuses_with = "softmax"
 
     def value(self, a, t):
-        return -float(np.vdot(t, _safe_log(a))) / a.shape[0]
+        return -float(np.vdot(t, _safe_log(a))) / _rows(a)
 
     def gradient(self, a, t):
-        return -t / np.maximum(a, _tiny(a.dtype)) * a.dtype.type(1.0 / a.shape[0])
+        return -t / np.maximum(a, _tiny(a.dtype)) * a.dtype.type(1.0 / _rows(a))
 
 
 class BinaryCrossEntropy(Cost):
@@ -95,11 +102,11 @@ class BinaryCrossEntropy(Cost):
     fuses_with = "sigmoid"
 
     def value(self, a, t):
-        return -float(np.vdot(t, _safe_log(a)) + np.vdot(1 - t, _safe_log(1 - a))) / a.shape[0]
+        return -float(np.vdot(t, _safe_log(a)) + np.vdot(1 - t, _safe_log(1 - a))) / _rows(a)
 
     def gradient(self, a, t):
         tiny = _tiny(a.dtype)
-        return (a - t) / np.maximum(a * (1 - a), tiny) * a.dtype.type(1.0 / a.shape[0])
+        return (a - t) / np.maximum(a * (1 - a), tiny) * a.dtype.type(1.0 / _rows(a))
 
 
 class FunctionCost(Cost):
@@ -113,10 +120,10 @@ class FunctionCost(Cost):
         self.fn, self.prime = fn, prime
 
     def value(self, a, t):
-        return float(self.fn(a, t)) / a.shape[0]
+        return float(self.fn(a, t)) / _rows(a)
 
     def gradient(self, a, t):
-        return np.asarray(self.prime(a, t), dtype=a.dtype) / a.shape[0]
+        return np.asarray(self.prime(a, t), dtype=a.dtype) / _rows(a)
 
 
 COSTS = {c.name: c for c in (Quadratic, CrossEntropy, BinaryCrossEntropy)}

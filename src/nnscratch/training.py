@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from .callbacks import Callback
+from .layers.base import shape_str
 from .optimizers import SGD, get_optimizer
 
 
@@ -43,39 +44,41 @@ class History(dict):
 
 # -- targets ------------------------------------------------------------------
 def classes_of(out):
-    """Predicted class ids from outputs (N, K): argmax, or ``> 0.5`` when K = 1."""
-    out = out.reshape(len(out), -1)
-    return (out[:, 0] > 0.5).astype(np.int64) if out.shape[1] == 1 else out.argmax(axis=1)
+    """Predicted class ids from outputs (N, ..., K): argmax over K, or ``> 0.5`` when K = 1."""
+    return (out[..., 0] > 0.5).astype(np.int64) if out.shape[-1] == 1 else out.argmax(axis=-1)
 
 
 def prepare_targets(net, y, n):
-    """Check labels against the network and return ``(targets (N, K) float, labels (N,) int)``.
+    """Check labels against the network and return ``(targets float, labels int)``.
 
-    ``y`` may hold integer class ids (N,) or one-hot / real targets (N, K).
+    ``y`` may hold integer class ids, one per prediction ((N,) for an output
+    (N, K), (N, T) for a sequence output (N, T, K)), or one-hot / real targets
+    shaped like the output.
     """
     y = np.asarray(y)
-    k_shape = net.output_shape
-    k = int(np.prod(k_shape))
+    out_shape = net.output_shape
+    k = out_shape[-1]
     if len(y) != n:
         raise ValueError(f"got {n} samples but {len(y)} labels")
-    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) or (y.ndim == 1 and k > 1):
-        if not np.issubdtype(y.dtype, np.integer):
-            if not np.all(np.mod(y, 1) == 0):
-                raise ValueError(f"1-D labels must be integer class ids, got dtype {y.dtype}")
-            y = y.astype(np.int64)
+    id_shape = (n,) + out_shape[:-1]
+    integral = np.issubdtype(y.dtype, np.integer) or (y.shape == id_shape and k > 1 and np.all(np.mod(y, 1) == 0))
+    if y.shape == id_shape and integral:
+        y = y.astype(np.int64)
         classes = max(k, 2)
-        if n and (y.min() < 0 or y.max() >= classes):
+        if y.size and (y.min() < 0 or y.max() >= classes):
             raise ValueError(f"labels must be class ids in [0, {classes - 1}] for an output of "
-                             f"shape (N, {k}), got values in [{y.min()}, {y.max()}]")
+                             f"shape {shape_str(out_shape)}, got values in [{y.min()}, {y.max()}]")
         if k == 1:
-            return y.astype(net.dtype).reshape(n, 1), y.astype(np.int64)
-        targets = np.zeros((n, k), dtype=net.dtype)
-        targets[np.arange(n), y] = 1
-        return targets, y.astype(np.int64)
-    y = y.reshape(n, -1) if y.ndim == 1 else y
-    if y.shape[1:] != k_shape:
-        raise ValueError(f"targets must be class ids (N,) or of shape (N, {', '.join(map(str, k_shape))}) "
-                         f"to match the output, got {tuple(y.shape)}")
+            return y.astype(net.dtype).reshape(id_shape + (1,)), y
+        targets = np.zeros(id_shape + (k,), dtype=net.dtype)
+        np.put_along_axis(targets, y[..., None], 1, axis=-1)
+        return targets, y
+    if y.ndim == 1 and out_shape == (1,):
+        y = y.reshape(n, 1)
+    if y.shape[1:] != out_shape:
+        ids = "(N,)" if len(id_shape) == 1 else shape_str(id_shape[1:])
+        raise ValueError(f"targets must be class ids of shape {ids} or shaped like the output "
+                         f"{shape_str(out_shape)}, got {tuple(y.shape)}")
     targets = y.astype(net.dtype, copy=False)
     return targets, classes_of(targets)
 
@@ -178,7 +181,6 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     # With a fused output (softmax + cross-entropy) the gradient enters below the output layer.
     output_gradient = cost.fused_gradient if net.fused_output else cost.gradient
     backward_layers = layers[-2::-1] if net.fused_output else layers[::-1]
-    multiclass = targets.ndim == 2 and targets.shape[1] > 1 and len(net.output_shape) == 1
     for cb in callbacks:
         cb.on_train_begin(net, history)
     with _StopOnInterrupt() as interrupt:
@@ -187,7 +189,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
                 cb.on_epoch_begin(net, epoch)
             order = net.rng.permutation(n) if shuffle else np.arange(n)
             bar = _progress(n_batches, epoch, epochs, verbose)
-            loss_sum, correct, seen = 0.0, 0, 0
+            loss_sum, correct, seen, predictions = 0.0, 0, 0, 0
             start = time.perf_counter()
             for b in range(n_batches):
                 idx = order[b * batch_size:(b + 1) * batch_size]
@@ -205,8 +207,9 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
                     grad = layer.backward(grad)
                 optimizer.step(params)
                 loss_sum += loss * len(idx)
-                predicted = out.argmax(axis=1) if multiclass else classes_of(out)
-                correct += int(np.count_nonzero(predicted == labels[idx]))
+                batch_labels = labels[idx]
+                correct += int(np.count_nonzero(classes_of(out) == batch_labels))
+                predictions += batch_labels.size
                 seen += len(idx)
                 if bar is not None:
                     bar.update()
@@ -218,7 +221,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
             if bar is not None:
                 bar.close()
             history["loss"].append(loss_sum / max(seen, 1) + optimizer.penalty(params))
-            history["accuracy"].append(correct / max(seen, 1))
+            history["accuracy"].append(correct / max(predictions, 1))
             history["time"].append(elapsed)
             history["lr"].append(optimizer.lr)
             if validation_data is not None:
