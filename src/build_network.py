@@ -4,6 +4,8 @@
     python src/build_network.py clusters        # Example 2: the seed's cluster classifier
     python src/build_network.py mlp800          # 784-800-800-10 with dropout, Adam: 98.5%+
     python src/build_network.py cnn             # the reference CNN: 99.3%+
+    python src/build_network.py lstm            # sequential MNIST with an LSTM (also gru, rnn)
+    python src/build_network.py charlm          # a character-level LSTM on the KJV Pentateuch
     python src/build_network.py predict datasets/my_handwriting/drawn_3.png
 
 Each training example prints one line per epoch (with a progress bar within
@@ -17,10 +19,11 @@ import time
 
 import numpy as np
 
-from nnscratch import (Adam, CosineAnnealingLR, Network, cross_entropy_cost, cross_entropy_cost_prime_SM,
+from nnscratch import (Adam, Callback, CosineAnnealingLR, Network, cross_entropy_cost, cross_entropy_cost_prime_SM,
                        gen_clusters, get_mnist, load_digit_image, load_mnist, quadratic_cost, quadratic_cost_prime)
-from nnscratch.plotting import (plot_clusters, plot_digit_probabilities, plot_feature_maps, plot_filters,
-                                plot_history)
+from model_zoo import build_char_lm, build_cnn, build_mlp800, build_sequence_classifier
+from nnscratch.plotting import (plot_clusters, plot_curves, plot_digit_probabilities, plot_feature_maps,
+                                plot_filters, plot_history)
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 PLOTS = os.path.join(ROOT, "plots")
@@ -71,19 +74,6 @@ def finish(net, history, name, title):
         print(f"final test accuracy {history['val_accuracy'][-1]:.4f}")
 
 
-def build_mlp800(seed=0, dropout=0.2):
-    """784-800-800-10 ReLU MLP with dropout after each hidden layer (PyTorch's mlp800 reference)."""
-    net = Network(784, cost="cross_entropy", seed=seed)
-    for _ in range(2):
-        net.add_fc_layer(800)
-        net.add_relu_layer()
-        if dropout:
-            net.add_dropout_layer(dropout)
-    net.add_fc_layer(10)
-    net.add_softmax_layer()
-    return net
-
-
 def train_mlp800(args):
     """784-800-800-10 with dropout 0.2, Adam 1e-3 annealed by a cosine over the run, batch 128."""
     X_train, y_train, X_test, y_test = load_mnist()
@@ -94,25 +84,6 @@ def train_mlp800(args):
                       validation_data=(X_test, y_test), callbacks=[CosineAnnealingLR(T_max=epochs)])
     print(f"{np.median(history['time']):.2f} s per epoch of training (median)")
     finish(net, history, "mlp800", "MNIST 784-800-800-10, dropout 0.2, Adam + cosine, batch 128")
-
-
-def build_cnn(seed=0, impl="fast"):
-    """The reference CNN: conv 32 3x3, ReLU, max-pool 2, conv 64 3x3, ReLU, max-pool 2,
-    flatten, FC 128, ReLU, dropout 0.5, FC 10 (PyTorch's cnn reference)."""
-    net = Network((1, 28, 28), cost="cross_entropy", seed=seed)
-    net.add_conv_layer(32, 3, impl=impl)
-    net.add_relu_layer()
-    net.add_maxpool_layer(2, impl=impl)
-    net.add_conv_layer(64, 3, impl=impl)
-    net.add_relu_layer()
-    net.add_maxpool_layer(2, impl=impl)
-    net.add_flatten_layer()
-    net.add_fc_layer(128)
-    net.add_relu_layer()
-    net.add_dropout_layer(0.5)
-    net.add_fc_layer(10)
-    net.add_softmax_layer()
-    return net
 
 
 def train_cnn(args):
@@ -132,6 +103,59 @@ def train_cnn(args):
           "and", os.path.relpath(plot_feature_maps(net, X_test[0], os.path.join(PLOTS, "cnn_feature_maps.png")), ROOT))
 
 
+def train_sequence(args, kind):
+    """Sequential MNIST: each image read as 28 rows of 28 pixels by an LSTM, GRU or RNN of 128."""
+    X_train, y_train, X_test, y_test = load_mnist()
+    X_train, X_test = X_train.reshape(-1, 28, 28), X_test.reshape(-1, 28, 28)    # (N, T=28, D=28)
+    net = build_sequence_classifier(kind, 128, seed=args.seed)
+    print(net.summary())
+    epochs = args.epochs or 12
+    history = net.fit(X_train, y_train, epochs=epochs, batch_size=64, optimizer=Adam(lr=1e-3, clip_norm=5.0),
+                      validation_data=(X_test, y_test), callbacks=[CosineAnnealingLR(T_max=epochs)])
+    print(f"{np.median(history['time']):.1f} s per epoch of training (median)")
+    finish(net, history, kind, f"sequential MNIST, {kind.upper()}(128), Adam + cosine, batch 64")
+
+
+def train_charlm(args):
+    """A character-level LSTM on the KJV Pentateuch, truncated BPTT over 100 characters."""
+    from nnscratch import text
+    corpus = open(os.path.join(ROOT, "datasets", "kjv", "pentateuch.txt"), encoding="utf-8").read()
+    vocab = text.Vocabulary(corpus)
+    ids = vocab.encode(corpus)
+    split = int(len(ids) * 0.9)
+    train_ids, held_out = ids[:split], ids[split:]                 # the last tenth (most of Deuteronomy)
+    streams, seq_len = 64, 100
+    X, Y = text.bptt_batches(train_ids, streams, seq_len)
+    net = build_char_lm(len(vocab), seed=args.seed)
+    print(net.summary())
+    print(f"{len(corpus):,} characters, {len(vocab)} distinct; {len(X) // streams} batches of "
+          f"{streams} x {seq_len} per epoch")
+    bits = {"held-out bits per character": []}
+
+    class Report(Callback):
+        def on_epoch_begin(self, net, epoch):
+            net.reset_state()
+
+        def on_epoch_end(self, net, epoch, history):
+            bpc = text.bits_per_character(net, held_out)
+            bits["held-out bits per character"].append(bpc)
+            print(f"  held-out: {bpc:.3f} bits per character; sample at temperature 0.7:")
+            print("  " + text.sample(net, vocab, "1:1 ", 240, 0.7, np.random.default_rng(epoch)).replace("\n", "\n  "))
+
+    epochs = args.epochs or 8
+    history = net.fit(X, Y, epochs=epochs, batch_size=streams, shuffle=False,
+                      optimizer=Adam(lr=2e-3, clip_norm=5.0), callbacks=[Report(), CosineAnnealingLR(epochs)])
+    history["bits_per_character"] = bits["held-out bits per character"]
+    for temperature in (0.5, 1.0):
+        print(f"--- temperature {temperature} ---")
+        print(text.sample(net, vocab, "And the LORD spake", 400, temperature, np.random.default_rng(1)))
+    print("saved", os.path.relpath(plot_curves(
+        {"training (cost / ln 2)": np.array(history["loss"]) / np.log(2), **bits},
+        os.path.join(PLOTS, "charlm_bits.png"), "bits per character",
+        "character LSTM on the KJV Pentateuch"), ROOT))
+    finish(net, history, "charlm", "character LSTM(256), KJV Pentateuch")
+
+
 def predict(args):
     """Classify a PNG digit with a shipped network; print the digit and the ten probabilities."""
     net = Network.load(args.model)
@@ -145,7 +169,9 @@ def predict(args):
         print("saved", plot_digit_probabilities(image, probabilities, args.plot))
 
 
-EXAMPLES = {"mnist": train_mnist, "clusters": train_clusters, "mlp800": train_mlp800, "cnn": train_cnn}
+EXAMPLES = {"mnist": train_mnist, "clusters": train_clusters, "mlp800": train_mlp800, "cnn": train_cnn,
+            "lstm": lambda args: train_sequence(args, "lstm"), "gru": lambda args: train_sequence(args, "gru"),
+            "rnn": lambda args: train_sequence(args, "rnn"), "charlm": train_charlm}
 
 
 def main(argv=None):

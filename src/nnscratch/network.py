@@ -5,7 +5,7 @@ from . import persistence, training
 from .costs import get_cost
 from .layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten, FullyConnected,
                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
-from .layers.base import Layer, shape_str
+from .layers.base import Layer, shape_matches, shape_str
 
 
 class Summary(str):
@@ -41,13 +41,14 @@ class Network:
     """
 
     def __init__(self, input_shape, cost="cross_entropy", cost_prime=None, *, seed=0, dtype=np.float32):
-        shape = (input_shape,) if np.isscalar(input_shape) else tuple(input_shape)
-        if not shape or any(int(s) != s or s < 1 for s in shape):
-            raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
+        shape = (input_shape,) if np.isscalar(input_shape) or input_shape is None else tuple(input_shape)
+        if not shape or any(s is not None and (int(s) != s or s < 1) for s in shape):
+            raise ValueError(f"input_shape must be positive integers (None for a free sequence length), "
+                             f"got {input_shape!r}")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
-        self.input_shape = tuple(int(s) for s in shape)
+        self.input_shape = tuple(None if s is None else int(s) for s in shape)
         self.cost = get_cost(cost, cost_prime)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -183,7 +184,7 @@ class Network:
         X = np.asarray(X)
         if not np.issubdtype(X.dtype, np.number):
             raise ValueError(f"input must be numeric, got dtype {X.dtype}")
-        if X.shape[1:] != self.input_shape:
+        if not shape_matches(X.shape[1:], self.input_shape):
             first = self.layers[0].name if self.layers else "input"
             raise ValueError(f"{first} expects input of shape {shape_str(self.input_shape)}, "
                              f"got {tuple(X.shape)}")

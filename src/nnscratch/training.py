@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from .callbacks import Callback
-from .layers.base import shape_str
+from .layers.base import shape_matches, shape_str
 from .optimizers import SGD, get_optimizer
 
 
@@ -61,8 +61,10 @@ def prepare_targets(net, y, n):
     if len(y) != n:
         raise ValueError(f"got {n} samples but {len(y)} labels")
     id_shape = (n,) + out_shape[:-1]
-    integral = np.issubdtype(y.dtype, np.integer) or (y.shape == id_shape and k > 1 and np.all(np.mod(y, 1) == 0))
-    if y.shape == id_shape and integral:
+    is_ids = shape_matches(y.shape, id_shape)
+    integral = np.issubdtype(y.dtype, np.integer) or (is_ids and k > 1 and np.all(np.mod(y, 1) == 0))
+    if is_ids and integral:
+        id_shape = y.shape
         y = y.astype(np.int64)
         classes = max(k, 2)
         if y.size and (y.min() < 0 or y.max() >= classes):
@@ -75,7 +77,7 @@ def prepare_targets(net, y, n):
         return targets, y
     if y.ndim == 1 and out_shape == (1,):
         y = y.reshape(n, 1)
-    if y.shape[1:] != out_shape:
+    if not shape_matches(y.shape[1:], out_shape):
         ids = "(N,)" if len(id_shape) == 1 else shape_str(id_shape[1:])
         raise ValueError(f"targets must be class ids of shape {ids} or shaped like the output "
                          f"{shape_str(out_shape)}, got {tuple(y.shape)}")

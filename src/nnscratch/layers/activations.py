@@ -6,7 +6,7 @@ cheaper (sigmoid, tanh, ReLU).
 """
 import numpy as np
 
-from .base import Layer
+from .base import Layer, size_of
 
 
 class Activation(Layer):
@@ -25,7 +25,7 @@ class Activation(Layer):
         return y
 
     def flops(self):
-        return int(np.prod(self.input_shape))
+        return size_of(self.input_shape)
 
 
 class Sigmoid(Activation):
@@ -119,4 +119,4 @@ class Softmax(Activation):
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
     def flops(self):
-        return 3 * int(np.prod(self.input_shape))
+        return 3 * size_of(self.input_shape)

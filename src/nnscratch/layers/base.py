@@ -47,8 +47,19 @@ class Parameter:
 
 
 def shape_str(shape):
-    """Format a per-sample shape as a batch shape: ``(784,)`` -> ``"(N, 784)"``."""
-    return "(N, " + ", ".join(str(s) for s in shape) + ")"
+    """Format a per-sample shape as a batch shape: ``(784,)`` -> ``"(N, 784)"``;
+    a free sequence length (None) shows as T."""
+    return "(N, " + ", ".join("T" if s is None else str(s) for s in shape) + ")"
+
+
+def shape_matches(actual, expected):
+    """Does a per-sample shape fit ``expected``, where None accepts any length?"""
+    return len(actual) == len(expected) and all(e is None or a == e for a, e in zip(actual, expected))
+
+
+def size_of(shape):
+    """Elements in a per-sample shape, counting a free length (None) as 1 (per step)."""
+    return int(np.prod([1 if s is None else s for s in shape]))
 
 
 class Layer:
@@ -83,7 +94,7 @@ class Layer:
     # -- construction ----------------------------------------------------
     def build(self, input_shape, rng, dtype):
         """Fix the input shape, create parameters; returns the output shape."""
-        self.input_shape = tuple(int(s) for s in input_shape)
+        self.input_shape = tuple(None if s is None else int(s) for s in input_shape)
         self.output_shape = tuple(self._build(self.input_shape, rng, np.dtype(dtype)))
         return self.output_shape
 
@@ -116,7 +127,7 @@ class Layer:
     # -- helpers -----------------------------------------------------------
     def check_input(self, x):
         """Raise a ValueError naming this layer when ``x`` is not a float array (N, *input_shape)."""
-        if x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
+        if not shape_matches(x.shape[1:], self.input_shape):
             raise ValueError(
                 f"{self.name} ({type(self).__name__}) expects input of shape "
                 f"{shape_str(self.input_shape)}, got {tuple(x.shape)}")

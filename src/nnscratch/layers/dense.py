@@ -1,7 +1,7 @@
 """Fully connected (dense) layer: ``y = x Wᵀ + b``."""
 import numpy as np
 
-from .base import Layer, Parameter
+from .base import Layer, Parameter, size_of
 
 #: Standard deviation of the initial weights for each scheme, from fan-in and fan-out.
 INIT_STD = {
@@ -95,5 +95,4 @@ class FullyConnected(Layer):
         return (drows @ self.W.data).reshape(x.shape)      # (N, ..., D)
 
     def flops(self):
-        steps = int(np.prod(self.input_shape[:-1])) if len(self.input_shape) > 1 else 1
-        return 2 * steps * self.input_shape[-1] * self.units
+        return 2 * size_of(self.input_shape[:-1]) * self.input_shape[-1] * self.units

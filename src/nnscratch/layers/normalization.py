@@ -1,7 +1,7 @@
 """Batch normalization (Ioffe & Szegedy 2015), over features or over channels."""
 import numpy as np
 
-from .base import Layer, Parameter
+from .base import Layer, Parameter, size_of
 
 
 class BatchNorm(Layer):
@@ -102,4 +102,4 @@ class BatchNorm(Layer):
         return (scale / m) * (m * dy - self.beta.grad.reshape(shape) - x_hat * self.gamma.grad.reshape(shape))
 
     def flops(self):
-        return 4 * int(np.prod(self.input_shape))
+        return 4 * size_of(self.input_shape)

@@ -152,7 +152,7 @@ class Recurrent(Layer):
 
     def flops(self):
         t, d = self.input_shape
-        return 2 * t * self.gates * self.hidden * (d + self.hidden)
+        return 2 * (t or 1) * self.gates * self.hidden * (d + self.hidden)
 
 
 class RNN(Recurrent):
