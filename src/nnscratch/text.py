@@ -41,6 +41,8 @@ def bptt_batches(ids, streams, seq_len):
     ``batch_size=streams, shuffle=False``) and row ``b·streams + i`` continues
     row ``(b-1)·streams + i`` in the text.
     """
+    if int(streams) != streams or streams < 1 or int(seq_len) != seq_len or seq_len < 1:
+        raise ValueError(f"streams and seq_len must be positive integers, got {streams!r}, {seq_len!r}")
     per_stream = (len(ids) - 1) // streams
     batches = per_stream // seq_len
     if batches < 1:
@@ -81,6 +83,8 @@ def sample(net, vocabulary, prime, length, temperature=1.0, rng=None):
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
+    if not prime:
+        raise ValueError("the prime must hold at least one character")
     rng = np.random.default_rng(0) if rng is None else rng
     net.reset_state()
     p = net.forward(vocabulary.encode(prime)[None])[0, -1]             # (V,)

@@ -91,6 +91,7 @@ class Recurrent(Layer):
             return tuple(np.zeros((n, self.hidden), dtype=dtype) for _ in range(self.state_count))
         state = (initial_state,) if self.state_count == 1 and not isinstance(initial_state, tuple) \
             else tuple(initial_state)
+        state = tuple(np.asarray(s) for s in state)
         expected = (n, self.hidden)
         if len(state) != self.state_count or any(s.shape != expected for s in state):
             raise ValueError(f"{self.name} ({type(self).__name__}) expects an initial state of "
