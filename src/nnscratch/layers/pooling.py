@@ -83,9 +83,8 @@ class MaxPool2D(_Pool2D):
         winner = np.zeros(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.int32)  # offset of each max
         for k in range(1, kh * kw):
             candidate = self._offset(x, k // kw, k % kw)
-            greater = candidate > out                           # strictly: ties stay with the first
-            np.copyto(out, candidate, where=greater)
-            np.copyto(winner, k, where=greater)
+            np.putmask(winner, candidate > out, k)              # strictly: ties stay with the first
+            np.maximum(out, candidate, out=out)
         self._cache = (x.shape, winner, _channels_last(x))
         return out
 
@@ -95,8 +94,13 @@ class MaxPool2D(_Pool2D):
         x_shape, winner, channels_last = self._cache
         kh, kw = self.size
         dx = _zeros_like_layout(x_shape, dy.dtype, channels_last)
+        disjoint = self.stride[0] >= kh and self.stride[1] >= kw   # each input in one window at most
         for k in range(kh * kw):
-            self._offset(dx, k // kw, k % kw)[...] += dy * (winner == k)
+            target = self._offset(dx, k // kw, k % kw)
+            if disjoint:
+                np.multiply(dy, winner == k, out=target)
+            else:
+                target += dy * (winner == k)
         return dx
 
     def _naive_forward(self, x):
