@@ -57,3 +57,16 @@ def test_shipped_mlp800_reaches_98_5_percent():
     _, _, X_test, y_test = load_mnist()
     accuracy = np.mean(net.predict(X_test) == y_test)
     assert accuracy >= 0.985, f"test accuracy {accuracy:.4f} is below 0.985"
+
+
+def test_shipped_cnn_reaches_99_3_percent_and_predicts_pngs():
+    net = Network.load(os.path.join(ROOT, "pre-trained", "cnn.pickle"))
+    assert [layer.kind for layer in net.layers][:3] == ["conv", "relu", "maxpool"]
+    _, _, X_test, y_test = load_mnist()
+    accuracy = np.mean(net.predict(X_test.reshape(-1, 1, 28, 28)) == y_test)
+    assert accuracy >= 0.993, f"test accuracy {accuracy:.4f} is below 0.993"
+    png = os.path.join(HANDWRITING, "mnist_test_0_label7.png")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "src", "build_network.py"), "predict", png,
+                          "--model", os.path.join(ROOT, "pre-trained", "cnn.pickle")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == "It is a .... 7"
