@@ -343,3 +343,21 @@ def test_get_optimizer():
     assert type(get_optimizer("adamw")) is AdamW and type(get_optimizer("SGD")) is SGD
     with pytest.raises(ValueError):
         get_optimizer("lbfgs")
+
+
+
+def test_adam_moments_match_pytorchs_exp_avg_and_exp_avg_sq():
+    rng = np.random.default_rng(11)
+    p = Parameter(rng.standard_normal((3, 4)), "W")
+    opt = Adam(lr=1e-2, betas=(0.8, 0.95))
+    m = np.zeros((3, 4))
+    v = np.zeros((3, 4))
+    for _ in range(3):
+        g = rng.standard_normal((3, 4))
+        p.grad = g
+        opt.step([p])
+        m = 0.8 * m + 0.2 * g            # exp_avg
+        v = 0.95 * v + 0.05 * g * g      # exp_avg_sq
+    exp_avg, exp_avg_sq = opt.moments(0)
+    np.testing.assert_allclose(exp_avg, m, rtol=1e-12)
+    np.testing.assert_allclose(exp_avg_sq, v, rtol=1e-12)

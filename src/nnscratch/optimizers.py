@@ -143,28 +143,36 @@ class Adam(Optimizer):
         self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
 
     def _adam_delta(self, g, state):
-        # The update is memory-bound (a dozen passes over every parameter), so
-        # it runs in place in preallocated buffers, with the bias corrections
-        # folded into two scalars:
-        #   γ m̂ / (sqrt(v̂) + ε) = c · m / (sqrt(v) + ε'),
-        #   c = γ sqrt(1 - β₂ᵗ) / (1 - β₁ᵗ),  ε' = ε sqrt(1 - β₂ᵗ)
+        # The update is memory-bound (a pass over every parameter per NumPy
+        # call), so it runs in place in preallocated buffers with as few passes
+        # as the algebra allows. The moments are stored rescaled,
+        # m̃ = m / (1 - β₁) and ṽ = v / (1 - β₂), which turns their updates into
+        #   m̃ ← β₁ m̃ + g,   ṽ ← β₂ ṽ + g²
+        # (one pass fewer each), and every constant folds into two scalars:
+        #   γ m̂ / (sqrt(v̂) + ε) = c · m̃ / (sqrt(ṽ) + ε / k),
+        #   k = sqrt((1 - β₂) / (1 - β₂ᵗ)),  c = γ (1 - β₁) / ((1 - β₁ᵗ) k)
         b1, b2 = self.betas
-        if "m" not in state:
-            state["m"], state["v"], state["buffer"] = np.zeros_like(g), np.zeros_like(g), np.empty_like(g)
-        m, v, buf = state["m"], state["v"], state["buffer"]
-        root_bc2 = np.sqrt(1 - b2 ** self.t)
+        if "m_scaled" not in state:
+            state["m_scaled"], state["v_scaled"] = np.zeros_like(g), np.zeros_like(g)
+            state["buffer"] = np.empty_like(g)
+        m, v, buf = state["m_scaled"], state["v_scaled"], state["buffer"]
         m *= b1
-        np.multiply(g, 1 - b1, out=buf)
-        m += buf                                       # m ← β₁ m + (1 - β₁) g
+        m += g
         v *= b2
         np.multiply(g, g, out=buf)
-        buf *= 1 - b2
-        v += buf                                       # v ← β₂ v + (1 - β₂) g²
+        v += buf
+        k = np.sqrt((1 - b2) / (1 - b2 ** self.t))
         np.sqrt(v, out=buf)
-        buf += self.eps * root_bc2
+        buf += self.eps / k
         np.divide(m, buf, out=buf)
-        buf *= self.lr * root_bc2 / (1 - b1 ** self.t)
+        buf *= self.lr * (1 - b1) / ((1 - b1 ** self.t) * k)
         return buf
+
+    def moments(self, index):
+        """PyTorch's ``exp_avg`` and ``exp_avg_sq`` of parameter ``index`` (un-rescaled)."""
+        state = self.state[index]
+        b1, b2 = self.betas
+        return (1 - b1) * state["m_scaled"], (1 - b2) * state["v_scaled"]
 
     def _delta(self, p, g, state):
         return self._adam_delta(g, state)
