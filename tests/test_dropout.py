@@ -7,6 +7,7 @@ value below is computed from those formulas, never read back from the layer.
 import pickle
 
 import numpy as np
+from reference import away_from_zero, built, randn
 import pytest
 
 from nnscratch import SGD, Network
@@ -18,20 +19,6 @@ TOL = 1e-7
 # Per-sample shapes and batch sizes: a batch of one, odd sizes, images.
 SHAPES = [((1,), 1), ((7,), 3), ((5,), 1), ((2, 3, 5), 1), ((3, 4, 5), 2), ((1, 3, 7), 3)]
 
-
-def built(layer, input_shape, seed=0, dtype=np.float64):
-    layer.build(input_shape, np.random.default_rng(seed), dtype)
-    return layer
-
-
-def randn(shape, seed):
-    return np.random.default_rng(seed).standard_normal(shape)
-
-
-def away_from_zero(shape, seed, margin=0.1):
-    """Random values with |x| > margin, so a zero output can only be a dropped unit."""
-    x = randn(shape, seed)
-    return x + np.sign(x) * margin + (x == 0) * margin
 
 
 # -- finite differences ---------------------------------------------------------------

@@ -6,7 +6,7 @@ checked by a central difference written here, so the suite does not only trust
 ``gradcheck``. A deliberately wrong backward must fail the same check.
 """
 import numpy as np
-from reference import central_difference, rel_err
+from reference import central_difference, rel_err, away_from_zero, built, randn
 import pytest
 
 from nnscratch import gradcheck
@@ -22,20 +22,6 @@ SEQ_SHAPES = [(1, 1, 3, 2), (2, 4, 3, 5), (5, 3, 7, 4)]
 ACT_SHAPES = [(1,), (7,), (2, 5), (4, 3, 6)]  # with the batch sizes below
 ACT_BATCH = {(1,): 1, (7,): 3, (2, 5): 1, (4, 3, 6): 8}
 
-
-def built(layer, input_shape, seed=0):
-    layer.build(input_shape, np.random.default_rng(seed), np.float64)
-    return layer
-
-
-def randn(shape, seed):
-    return np.random.default_rng(seed).standard_normal(shape)
-
-
-def away_from_zero(shape, seed, margin=0.1):
-    """Random values with |x| > margin, for kinks at 0 (ReLU, LeakyReLU)."""
-    x = randn(shape, seed)
-    return x + np.sign(x) * margin + (x == 0) * margin
 
 
 def assert_all_small(errors, expected_keys):

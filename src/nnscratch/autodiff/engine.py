@@ -23,13 +23,15 @@ from .mode import set_grad_enabled
 from .tensor import Tensor, lift
 
 
-def topological_order(roots):
-    """Every tensor requiring grad that ``roots`` depend on, each after all of its inputs.
+def topological_order(roots, keep=lambda node: node.requires_grad):
+    """Every tensor ``roots`` depend on (those ``keep`` accepts, by default the
+    ones requiring grad), each after all of its inputs.
 
-    Iterative DFS: a node is emitted once all its parents have been (post-order).
+    Iterative DFS, so graphs of any depth work: a node is emitted once all its
+    parents have been (post-order).
     """
     order, seen = [], set()
-    stack = [(root, False) for root in roots if root.requires_grad]
+    stack = [(root, False) for root in reversed(roots) if keep(root)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -39,8 +41,8 @@ def topological_order(roots):
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for parent in node._parents:
-            if parent.requires_grad and id(parent) not in seen:
+        for parent in reversed(node._parents):
+            if keep(parent) and id(parent) not in seen:
                 stack.append((parent, False))
     return order
 

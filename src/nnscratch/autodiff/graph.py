@@ -12,27 +12,15 @@ headless and leaves no global figure state).
 """
 import numpy as np
 
+from .engine import topological_order
 from .tensor import Tensor
 
 
 def _nodes_and_edges(tensor):
     """All tensors ``tensor`` was computed from (parents before children) and the
     (parent index, child index) edges. Iterative, like the backward pass."""
-    order, index, seen = [], {}, set()
-    stack = [(tensor, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            index[id(node)] = len(order)
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        for parent in reversed(node._parents):
-            if id(parent) not in seen:
-                stack.append((parent, False))
+    order = topological_order([tensor], keep=lambda node: True)
+    index = {id(node): i for i, node in enumerate(order)}
     edges = [(index[id(p)], index[id(node)]) for node in order for p in node._parents]
     return order, edges
 

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .base import Layer, Parameter
-from .dense import init_std
+from .dense import WeightInit
 
 
 def pair(value, name):
@@ -77,7 +77,7 @@ def output_size(size, kernel, stride, pads):
     return (size + pads[0] + pads[1] - kernel) // stride + 1
 
 
-class Conv2D(Layer):
+class Conv2D(WeightInit, Layer):
     """Convolution layer: ``F`` filters of size ``kh × kw`` over ``C`` input channels.
 
     Parameters
@@ -120,21 +120,13 @@ class Conv2D(Layer):
         if padded[0] < kh or padded[1] < kw:
             raise ValueError(f"{self.name} (Conv2D): a {kh}x{kw} kernel does not fit input of shape "
                              f"(N, {c}, {h}, {w}) padded to {padded[0]}x{padded[1]}")
-        fan_in, fan_out = c * kh * kw, self.filters * kh * kw
-        self._scheme = "he" if self.init == "auto" else self.init
-        std = init_std(self._scheme, fan_in, fan_out)
-        self.W = Parameter((std * rng.standard_normal((self.filters, c, kh, kw))).astype(dtype), "W")
+        self.W = self._init_weights((self.filters, c, kh, kw), rng, dtype)      # (F, C, kh, kw)
         self.b = Parameter(np.zeros(self.filters, dtype=dtype), "b", decay=False)
         return (self.filters, output_size(h, kh, sh, self.pads[0]), output_size(w, kw, sw, self.pads[1]))
 
-    def set_auto_init(self, scheme):
-        """Rescale freshly built ``"auto"`` weights to ``scheme`` (called by the network)."""
-        if self.init == "auto" and scheme != self._scheme:
-            c, (kh, kw) = self.input_shape[0], self.kernel
-            fan_in, fan_out = c * kh * kw, self.filters * kh * kw
-            ratio = init_std(scheme, fan_in, fan_out) / init_std(self._scheme, fan_in, fan_out)
-            self.W.data *= self.W.data.dtype.type(ratio)
-            self._scheme = scheme
+    def _fans(self):
+        kh, kw = self.kernel
+        return self.input_shape[0] * kh * kw, self.filters * kh * kw
 
     def parameters(self):
         return [self.W, self.b]

@@ -18,7 +18,26 @@ def init_std(init, fan_in, fan_out):
     return float(INIT_STD[init](fan_in, fan_out))
 
 
-class FullyConnected(Layer):
+class WeightInit:
+    """Weight initialization for layers with a ``W`` and a fan-in/fan-out (``_fans``)."""
+
+    def _init_weights(self, shape, rng, dtype):
+        """Draw ``W`` ~ N(0, std²) for the layer's scheme ("auto" starts as He)."""
+        self._scheme = "he" if self.init == "auto" else self.init
+        std = init_std(self._scheme, *self._fans())
+        return Parameter((std * rng.standard_normal(shape)).astype(dtype), "W")
+
+    def set_auto_init(self, scheme):
+        """Rescale freshly built ``"auto"`` weights to ``scheme`` (called by the network
+        when it sees the activation that follows)."""
+        if self.init != "auto" or scheme == self._scheme:
+            return
+        ratio = init_std(scheme, *self._fans()) / init_std(self._scheme, *self._fans())
+        self.W.data *= self.W.data.dtype.type(ratio)
+        self._scheme = scheme
+
+
+class FullyConnected(WeightInit, Layer):
     """Dense layer ``y = x Wᵀ + b`` over the last axis.
 
     Shapes: ``x`` (N, D) or (N, T, D) (applied per time step), ``W`` (U, D)
@@ -52,22 +71,13 @@ class FullyConnected(Layer):
         self.units = int(units)
         self.init = init
 
+    def _fans(self):
+        return self.input_shape[-1], self.units
+
     def _build(self, input_shape, rng, dtype):
-        fan_in = input_shape[-1]
-        self._scheme = "he" if self.init == "auto" else self.init
-        std = init_std(self._scheme, fan_in, self.units)
-        self.W = Parameter((std * rng.standard_normal((self.units, fan_in))).astype(dtype), "W")
+        self.W = self._init_weights((self.units, input_shape[-1]), rng, dtype)    # (U, D)
         self.b = Parameter(np.zeros(self.units, dtype=dtype), "b", decay=False)
         return input_shape[:-1] + (self.units,)
-
-    def set_auto_init(self, scheme):
-        """Rescale freshly built ``"auto"`` weights to ``scheme`` (called by the network)."""
-        if self.init != "auto" or scheme == self._scheme:
-            return
-        fan_in = self.input_shape[-1]
-        ratio = init_std(scheme, fan_in, self.units) / init_std(self._scheme, fan_in, self.units)
-        self.W.data *= self.W.data.dtype.type(ratio)
-        self._scheme = scheme
 
     def parameters(self):
         return [self.W, self.b]
