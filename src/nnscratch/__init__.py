@@ -7,6 +7,8 @@ Every backward pass is written by hand and checked against finite differences.
 from .costs import (BinaryCrossEntropy, CrossEntropy, Quadratic, cross_entropy_cost,
                     cross_entropy_cost_prime_SM, quadratic_cost, quadratic_cost_prime)
 from .data import gen_clusters, get_mnist, load_digit_image, load_mnist, make_clusters
+from . import autodiff
+from .autodiff import AutodiffLayer
 from .callbacks import Callback, EarlyStopping, ModelCheckpoint
 from .layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten, FullyConnected,
                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
@@ -27,5 +29,5 @@ __all__ = [
     "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax", "Dropout", "BatchNorm",
     "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding",
     "Callback", "EarlyStopping", "ModelCheckpoint", "StepLR", "ExponentialLR", "CosineAnnealingLR",
-    "History", "TrainingDiverged", "UnsafePickleError",
+    "History", "TrainingDiverged", "UnsafePickleError", "autodiff", "AutodiffLayer",
 ]

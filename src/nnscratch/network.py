@@ -285,13 +285,23 @@ class Network:
                     f"cost {self.cost.name}")
         return Summary("\n".join(body))
 
-    def check_gradients(self, X, y, eps=1e-6, max_entries=30, verbose=True):
-        """Compare every layer's backward with central differences, in float64.
+    def check_gradients(self, X, y=None, eps=1e-6, max_entries=30, verbose=True, method="finite_differences"):
+        """Check every layer's backward, in float64, and report per layer.
 
-        Returns a list of rows ``{"layer", "what", "rel_error"}`` (``what`` is
-        ``"input"`` or a parameter name) and prints them when ``verbose``.
-        See ``gradcheck.check_network``.
+        ``method="finite_differences"`` (default) compares with central
+        differences of the full cost (``gradcheck.check_network``; needs ``y``);
+        ``method="autodiff"`` compares each layer's backward with the gradients
+        autodiff derives from the same forward written in Tensor ops
+        (``autodiff.check_network_with_autodiff``). Returns rows
+        ``{"layer", "what", "rel_error"}``.
         """
+        if method == "autodiff":
+            from .autodiff import check_network_with_autodiff
+            return check_network_with_autodiff(self, X, verbose=verbose)
+        if method != "finite_differences":
+            raise ValueError(f"method must be 'finite_differences' or 'autodiff', got {method!r}")
+        if y is None:
+            raise ValueError("finite-difference checks need the labels y")
         from .gradcheck import check_network
         return check_network(self, X, y, eps=eps, max_entries=max_entries, verbose=verbose)
 

@@ -27,6 +27,7 @@ Modules: ``tensor`` (Tensor, recording), ``mode`` (no_grad), ``engine``
 ``from nnscratch.autodiff import *`` does not shadow Python's builtins.
 """
 from .tensor import Tensor  # noqa: I001  (first: the operation modules need it)
+from .bridge import AutodiffLayer, check_layer_with_autodiff, check_network_with_autodiff
 from .convolution import avg_pool2d, conv2d, fold, max_pool2d, unfold
 from .elementwise import (add, astype, clip, div, exp, log, maximum, minimum, mul, neg, relu, sigmoid, sqrt,
                           sub, tanh, where)
@@ -54,4 +55,5 @@ __all__ = [
     "softmax", "log_softmax", "logsumexp", "cross_entropy",
     "conv2d", "max_pool2d", "avg_pool2d", "unfold", "fold",
     "to_dot", "draw_graph",
+    "AutodiffLayer", "check_layer_with_autodiff", "check_network_with_autodiff",
 ]
