@@ -70,8 +70,8 @@ class AutodiffLayer(Layer):
     def backward(self, dy):
         x_t, p_t, y = self._cache
         inputs = ([x_t] if self.needs_input_grad else []) + p_t
-        grads = gradients([y], inputs, grad_outputs=[dy])
-        grads = [g.data if isinstance(g, Tensor) else np.asarray(g) for g in grads]
+        grads = gradients([y], inputs, grad_outputs=[dy])     # fresh arrays, .grad untouched
+        grads = [np.zeros_like(t.data) if g is None else g.data for t, g in zip(inputs, grads)]
         if self.needs_input_grad:
             dx, grads = grads[0], grads[1:]
         for p, g in zip(self.params, grads):

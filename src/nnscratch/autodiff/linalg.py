@@ -10,7 +10,7 @@ collects the gradient of every batch). Vectors are promoted to matrices with
 reshapes (``(k,)`` → ``(1, k)`` on the left, ``(k, 1)`` on the right) and the
 added axis removed afterwards, so their gradients come through those reshapes.
 """
-from .shape import reshape, sum_to, swapaxes
+from .shape import reshape, sum_to, swapaxes, transpose
 from .tensor import lift_pair, record
 
 
@@ -44,10 +44,15 @@ def _matmul(a, b):
                          "and batch axes must broadcast") from None
 
     def vjp(g, y):
-        grad_a = sum_to(_matmul(g, swapaxes(b, -1, -2)), a.shape) if a.requires_grad else None
-        grad_b = sum_to(_matmul(swapaxes(a, -1, -2), g), b.shape) if b.requires_grad else None
+        grad_a = sum_to(_matmul(g, _matrix_transpose(b)), a.shape) if a.requires_grad else None
+        grad_b = sum_to(_matmul(_matrix_transpose(a), g), b.shape) if b.requires_grad else None
         return grad_a, grad_b
     return record(data, "matmul", (a, b), vjp)
+
+
+def _matrix_transpose(t):
+    """Swap the last two axes (plain ``transpose`` for matrices, the common case)."""
+    return transpose(t) if t.ndim == 2 else swapaxes(t, -1, -2)
 
 
 def dot(a, b):

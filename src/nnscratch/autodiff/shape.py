@@ -96,15 +96,19 @@ def transpose(a, *axes):
     a = lift(a)
     if len(axes) == 1 and (axes[0] is None or not np.isscalar(axes[0])):
         axes = axes[0]
+    n = a.ndim
     if axes is None or axes == ():
-        perm = tuple(range(a.ndim))[::-1]
+        perm = tuple(range(n - 1, -1, -1))
     else:
-        perm = tuple(_check_axis(i, a.ndim) for i in axes)
-    if sorted(perm) != list(range(a.ndim)):
-        raise ValueError(f"transpose: axes {axes} are not a permutation of the axes of shape {a.shape}")
-    if perm == tuple(range(a.ndim)):
+        perm = tuple(_check_axis(i, n) for i in axes)
+        if sorted(perm) != list(range(n)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the axes of shape {a.shape}")
+    if perm == tuple(range(n)):
         return a
-    inverse = tuple(int(i) for i in np.argsort(perm))
+    inverse = [0] * n            # p⁻¹, in plain Python: this runs for every matmul's VJP
+    for i, p in enumerate(perm):
+        inverse[p] = i
+    inverse = tuple(inverse)
     return record(a.data.transpose(perm), "transpose", (a,), lambda g, out: (transpose(g, inverse),))
 
 

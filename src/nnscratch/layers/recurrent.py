@@ -233,19 +233,24 @@ class LSTM(Recurrent):
         c = f * c_prev + i * g
         tanh_c = np.tanh(c)
         h = o * tanh_c
-        return (h, c), {"state_in": state, "i": i, "f": f, "g": g, "o": o, "tanh_c": tanh_c}
+        return (h, c), {"state_in": state, "gates": a, "tanh_c": tanh_c}
 
     def _step_back(self, d_state, cache, d_projected, d_hidden_proj, t):
         dh, dc = d_state
-        i, f, g, o, tanh_c = cache["i"], cache["f"], cache["g"], cache["o"], cache["tanh_c"]
-        c_prev = cache["state_in"][1]
+        gates, tanh_c, c_prev = cache["gates"], cache["tanh_c"], cache["state_in"][1]
         hsz = self.hidden
+        i, f, g, o = (gates[:, k * hsz:(k + 1) * hsz] for k in range(4))
         dc = dc + dh * o * (1 - tanh_c * tanh_c)
         da = d_projected[:, t]                                                # (N, 4H) view
-        da[:, :hsz] = dc * g * i * (1 - i)
-        da[:, hsz:2 * hsz] = dc * c_prev * f * (1 - f)
-        da[:, 2 * hsz:3 * hsz] = dc * i * (1 - g * g)
-        da[:, 3 * hsz:] = dh * tanh_c * o * (1 - o)
+        # ∂C/∂(gate outputs), block by block, then times each gate's derivative,
+        # computed for all four blocks at once: σ' = s(1 - s), and tanh' = 1 - g² for g.
+        np.multiply(dc, g, out=da[:, :hsz])
+        np.multiply(dc, c_prev, out=da[:, hsz:2 * hsz])
+        np.multiply(dc, i, out=da[:, 2 * hsz:3 * hsz])
+        np.multiply(dh, tanh_c, out=da[:, 3 * hsz:])
+        slope = gates * (1 - gates)                                           # σ' for i, f, o
+        slope[:, 2 * hsz:3 * hsz] = 1 - g * g                                 # tanh' for g
+        da *= slope
         return [da @ self.W_hh.data, dc * f]
 
 
