@@ -6,7 +6,8 @@ from .dense import FullyConnected
 from .dropout import Dropout
 from .normalization import BatchNorm
 from .pooling import AvgPool2D, Flatten, MaxPool2D
-from .recurrent import GRU, LSTM, RNN, Embedding
+from .embedding import Embedding
+from .recurrent import GRU, LSTM, RNN
 
 __all__ = ["Layer", "Parameter", "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
            "Dropout", "BatchNorm", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding"]
