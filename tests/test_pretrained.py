@@ -70,3 +70,22 @@ def test_shipped_cnn_reaches_99_3_percent_and_predicts_pngs():
                           "--model", os.path.join(ROOT, "pre-trained", "cnn.pickle")],
                          capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[0] == "It is a .... 7"
+
+
+def test_shipped_lstm_reads_mnist_rows_at_98_5_percent():
+    net = Network.load(os.path.join(ROOT, "pre-trained", "lstm.pickle"))
+    assert [layer.kind for layer in net.layers] == ["lstm", "fc", "softmax"]
+    _, _, X_test, y_test = load_mnist()
+    accuracy = np.mean(net.predict(X_test.reshape(-1, 28, 28)) == y_test)
+    assert accuracy >= 0.985, f"test accuracy {accuracy:.4f} is below 0.985"
+
+
+def test_shipped_character_model_beats_two_bits_per_character_on_held_out_text():
+    from nnscratch import text
+    net = Network.load(os.path.join(ROOT, "pre-trained", "charlm.pickle"))
+    with open(os.path.join(ROOT, "datasets", "kjv", "pentateuch.txt"), encoding="utf-8") as f:
+        corpus = f.read()
+    vocab = text.Vocabulary(corpus)
+    held_out = vocab.encode(corpus)[int(len(corpus) * 0.9):]     # as build_network.py charlm holds out
+    uniform = np.log2(len(vocab))                                  # 6.2 bits for 74 characters
+    assert text.bits_per_character(net, held_out[:20000]) < min(2.0, uniform)
