@@ -1,8 +1,8 @@
 """The same MLP trained through the layer path and through the autodiff path.
 
-Layer path: FC 128, ReLU, FC 10, softmax, every backward written by hand.
-Autodiff path: one ``AutodiffLayer`` computing ``relu(x W1ᵀ + b1) W2ᵀ + b2``
-in Tensor ops (its backward derived by autodiff), then the same softmax. Both
+Layer path: FC 128 (``--hidden``), ReLU, FC 10, softmax, every backward
+written by hand. Autodiff path: one ``AutodiffLayer`` computing
+``relu(x W1ᵀ + b1) W2ᵀ + b2`` in Tensor ops (its backward derived by autodiff), then the same softmax. Both
 start from the same weights and the same generator state, so they see the
 same shuffles; the cost (cross-entropy fused with the softmax) is the same.
 
@@ -12,7 +12,12 @@ after each epoch and the median seconds per epoch, then the two checks: accuracy
 most 1.5 times the layer path's. Also times a residual MLP whose residual
 block is an AutodiffLayer.
 
-    python benchmarks/bench_autodiff.py [--epochs 3] [--batch 64]
+    python benchmarks/bench_autodiff.py [--epochs 3] [--batch 64] [--hidden 128]
+    python benchmarks/bench_autodiff.py --hidden 800,800 --batch 128   # the project's large MLP
+
+The autodiff path's extra cost is a fixed few microseconds per operation
+(recording, the backward's ordering, Tensor wrappers), so it weighs most on
+small layers and small batches.
 """
 import argparse
 import os
@@ -28,18 +33,24 @@ from nnscratch import Adam, AutodiffLayer, Network, load_mnist  # noqa: E402
 from nnscratch import autodiff as ad  # noqa: E402
 
 
-def mlp(x, W1, b1, W2, b2):
-    return ad.relu(x @ W1.T + b1) @ W2.T + b2
+def mlp(x, *params):
+    """ReLU MLP in Tensor ops: params are W1, b1, W2, b2, ... (no ReLU after the last)."""
+    pairs = list(zip(params[::2], params[1::2]))
+    for W, b in pairs[:-1]:
+        x = ad.relu(x @ W.T + b)
+    W, b = pairs[-1]
+    return x @ W.T + b
 
 
 def residual(x, W, b):
     return x + ad.relu(x @ W.T + b)
 
 
-def layer_net(seed):
+def layer_net(seed, hidden=(128,)):
     net = Network(784, seed=seed)
-    net.add_fc_layer(128)
-    net.add_relu_layer()
+    for units in hidden:
+        net.add_fc_layer(units)
+        net.add_relu_layer()
     net.add_fc_layer(10)
     net.add_softmax_layer()
     return net
@@ -47,10 +58,12 @@ def layer_net(seed):
 
 def autodiff_twin(net):
     """The same function as ``layer_net`` with its weights, as one AutodiffLayer."""
-    fc1, fc2 = net.layers[0], net.layers[2]
+    dense = [layer for layer in net.layers if layer.kind == "fc"]
+    params = {}
+    for k, layer in enumerate(dense, start=1):
+        params[f"W{k}"], params[f"b{k}"] = layer.W.data, layer.b.data
     twin = Network(784, seed=net.seed)
-    twin.add(AutodiffLayer(mlp, {"W1": fc1.W.data, "b1": fc1.b.data, "W2": fc2.W.data, "b2": fc2.b.data},
-                           name="mlp"))
+    twin.add(AutodiffLayer(mlp, params, name="mlp"))
     twin.add_softmax_layer()
     twin.rng.bit_generator.state = net.rng.bit_generator.state   # same shuffles from here on
     return twin
@@ -89,13 +102,16 @@ def main():
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", default="128", help="hidden layer sizes, comma-separated (default 128)")
     a = p.parse_args()
+    hidden = tuple(int(h) for h in a.hidden.split(","))
     data = load_mnist()
-    layers = layer_net(a.seed)
+    layers = layer_net(a.seed, hidden)
     twin = autodiff_twin(layers)             # built before training: same initial weights
     results = run_interleaved({"layer path": layers, "autodiff path": twin,
                                "residual MLP (autodiff block)": residual_net(a.seed)}, data, a.epochs, a.batch)
-    print(f"MLP 784-128-10 ReLU, Adam 1e-3, batch {a.batch}, {a.epochs} epochs, seed {a.seed}")
+    print(f"MLP 784-{'-'.join(map(str, hidden))}-10 ReLU, Adam 1e-3, batch {a.batch}, {a.epochs} epochs, "
+          f"seed {a.seed}")
     print(f"{'path':<32}{'test accuracy per epoch':<34}{'median s/epoch':>15}")
     for name, (acc, times) in results.items():
         print(f"{name:<32}{' '.join(f'{x:.4f}' for x in acc):<34}{statistics.median(times):>15.2f}")
