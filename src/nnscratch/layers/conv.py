@@ -73,6 +73,13 @@ def windows(x, kernel, stride):
                       strides=(s_n, s_h * sh, s_w * sw, s_h, s_w, s_c), writeable=False)
 
 
+def require_images(layer, input_shape):
+    """Raise a ValueError naming ``layer`` unless the per-sample shape is (C, H, W)."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{layer.name} ({type(layer).__name__}) expects images (N, C, H, W), "
+                         f"got per-sample shape {input_shape}")
+
+
 def output_size(size, kernel, stride, pads):
     return (size + pads[0] + pads[1] - kernel) // stride + 1
 
@@ -111,9 +118,7 @@ class Conv2D(WeightInit, Layer):
         self.init, self.impl = init, impl
 
     def _build(self, input_shape, rng, dtype):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name} (Conv2D) expects images (N, C, H, W), got per-sample shape "
-                             f"{input_shape}")
+        require_images(self, input_shape)
         c, h, w = input_shape
         (kh, kw), (sh, sw) = self.kernel, self.stride
         padded = (h + sum(self.pads[0]), w + sum(self.pads[1]))

@@ -13,7 +13,7 @@ time, as the definition reads.
 import numpy as np
 
 from .base import Layer
-from .conv import pair
+from .conv import pair, require_images
 
 
 def _channels_last(a):
@@ -39,9 +39,7 @@ class _Pool2D(Layer):
         self.impl = impl
 
     def _build(self, input_shape, rng, dtype):
-        if len(input_shape) != 3:
-            raise ValueError(f"{self.name} ({type(self).__name__}) expects images (N, C, H, W), "
-                             f"got per-sample shape {input_shape}")
+        require_images(self, input_shape)
         c, h, w = input_shape
         (kh, kw), (sh, sw) = self.size, self.stride
         if h < kh or w < kw:
