@@ -15,7 +15,9 @@ Backward, with ``dy`` (N, F, OH, OW)::
 
 ``impl="naive"`` computes exactly these sums with a loop over output
 positions (the teaching version); ``impl="fast"`` (default) gathers every
-receptive field into a matrix (im2col) and does one matrix product.
+receptive field into a matrix (im2col) and does one matrix product, and its
+backward sends ``dx`` back with one matrix product and one strided add per
+kernel offset.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -169,23 +171,32 @@ class Conv2D(WeightInit, Layer):
         self.b.grad = dout.sum(axis=0)                                         # (F,)
         if not self.needs_input_grad:
             return None
-        dcols = dout @ w_mat                                                   # (N*OH*OW, kh*kw*C)
-        oh, ow = self.output_shape[1:]
-        return self._col2im(dcols.reshape(x_shape[0], oh, ow, kh, kw, c), x_shape)
+        return self._col2im(dout, w_mat, x_shape)
 
-    def _col2im(self, dcols, x_shape):
-        """Scatter-add receptive-field gradients (N, OH, OW, kh, kw, C) back onto the input.
+    def _col2im(self, dout, w_mat, x_shape):
+        """dx: scatter-add each receptive field's gradient ``dout · W`` back onto the input.
 
-        One vectorized add per kernel offset (u, v): every output position's
-        contribution at that offset lands on a strided grid of the input.
+        One step per kernel offset (u, v): the gradient that every output
+        position sends through that offset, ``dout @ W[:, u, v, :]`` (N·OH·OW, C),
+        lands on a strided grid of the (padded, channels-last) input. With a
+        horizontal stride of 1 the OW·C values of an output row land on one
+        contiguous run of an input row, so each add moves long runs (several
+        times faster than adding C floats at a time).
         """
         (kh, kw), (sh, sw), (pt, pb), (pl, pr) = self.kernel, self.stride, *self.pads
         n, c, h, w = x_shape
         oh, ow = self.output_shape[1:]
-        dx_p = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=dcols.dtype)   # channels-last
+        hp, wp = h + pt + pb, w + pl + pr
+        dx_p = np.zeros((n, hp, wp, c), dtype=dout.dtype)                      # channels-last
+        rows = dx_p.reshape(n, hp, wp * c)                                      # (N, Hp, Wp*C) view
         for u in range(kh):
             for v in range(kw):
-                dx_p[:, u:u + sh * oh:sh, v:v + sw * ow:sw, :] += dcols[:, :, :, u, v, :]
+                k = (u * kw + v) * c
+                part = dout @ w_mat[:, k:k + c]                                 # (N*OH*OW, C)
+                if sw == 1:
+                    rows[:, u:u + sh * oh:sh, v * c:(v + ow) * c] += part.reshape(n, oh, ow * c)
+                else:
+                    dx_p[:, u:u + sh * oh:sh, v:v + sw * ow:sw, :] += part.reshape(n, oh, ow, c)
         return dx_p[:, pt:pt + h, pl:pl + w, :].transpose(0, 3, 1, 2)          # (N, C, H, W) view
 
     # -- the teaching version ------------------------------------------------
