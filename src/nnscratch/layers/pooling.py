@@ -57,6 +57,15 @@ class _Pool2D(Layer):
         (kh, kw), (sh, sw) = self.size, self.stride
         return x[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
 
+    def _naive_reduce(self, x, reduce):
+        """The teaching version: ``reduce`` (max or mean) over one window at a time."""
+        _, oh, ow = self.output_shape
+        y = np.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
+        for i in range(oh):
+            for j in range(ow):
+                y[:, :, i, j] = reduce(self._field(x, i, j), axis=(2, 3))
+        return y
+
     def flops(self):
         return int(np.prod(self.output_shape)) * self.size[0] * self.size[1]
 
@@ -102,12 +111,7 @@ class MaxPool2D(_Pool2D):
         return dx
 
     def _naive_forward(self, x):
-        _, oh, ow = self.output_shape
-        y = np.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
-        for i in range(oh):
-            for j in range(ow):
-                y[:, :, i, j] = self._field(x, i, j).max(axis=(2, 3))
-        return y
+        return self._naive_reduce(x, np.max)
 
     def _naive_backward(self, dy):
         x = self._cache
@@ -135,12 +139,7 @@ class AvgPool2D(_Pool2D):
         self._cache = (x.shape, _channels_last(x))
         kh, kw = self.size
         if self.impl == "naive":
-            _, oh, ow = self.output_shape
-            y = np.empty((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
-            for i in range(oh):
-                for j in range(ow):
-                    y[:, :, i, j] = self._field(x, i, j).mean(axis=(2, 3))
-            return y
+            return self._naive_reduce(x, np.mean)
         out = self._offset(x, 0, 0).copy(order="K")  # keeps the input's memory layout
         for u in range(kh):
             for v in range(kw):
