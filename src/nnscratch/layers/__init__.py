@@ -7,7 +7,9 @@ from .dropout import Dropout
 from .normalization import BatchNorm
 from .pooling import AvgPool2D, Flatten, MaxPool2D
 from .embedding import Embedding
-from .recurrent import GRU, LSTM, RNN
+from .gru import GRU
+from .lstm import LSTM
+from .recurrent import RNN
 
 __all__ = ["Layer", "Parameter", "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
            "Dropout", "BatchNorm", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding"]

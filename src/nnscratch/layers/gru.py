@@ -1,0 +1,99 @@
+"""The GRU cell: forward time loop and backpropagation through time."""
+import numpy as np
+
+from .recurrent import Recurrent, sigmoid_
+
+
+class GRU(Recurrent):
+    """Gated recurrent unit, as PyTorch documents it (reset gate inside the product)::
+
+        r = σ(x W_irᵀ + b_ir + h W_hrᵀ + b_hr)
+        z = σ(x W_izᵀ + b_iz + h W_hzᵀ + b_hz)
+        n = tanh(x W_inᵀ + b_in + r ⊙ (h W_hnᵀ + b_hn))
+        h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}
+
+    BPTT step, with dh = ∂C/∂h_t and u = h W_hnᵀ + b_hn::
+
+        dn = dh ⊙ (1 - z),  dz = dh ⊙ (h_{t-1} - n)
+        da_n = dn ⊙ (1 - n²),  dr = da_n ⊙ u
+        da_r = dr ⊙ r(1-r),    da_z = dz ⊙ z(1-z)
+        ∂C/∂(x W_ihᵀ) = [da_r, da_z, da_n],  ∂C/∂(h W_hhᵀ) = [da_r, da_z, da_n ⊙ r]
+        dh_{t-1} = dh ⊙ z + ∂C/∂(h W_hhᵀ) W_hh
+
+    As in the LSTM, the factors without dh are computed for all steps at once
+    before the backward loop.
+    """
+
+    kind = "gru"
+    gates = 3
+
+    def _input_weights(self):
+        # b_hh goes inside the step: b_hn is multiplied by r.
+        return np.concatenate([self.W_ih.data, self.b_ih.data[:, None]], axis=1)
+
+    def _loop(self, projected, state0):
+        steps, _, n = projected.shape
+        h, dtype = self.hidden, projected.dtype
+        hs = self.buffer("hs", (steps + 1, h, n), dtype)                    # h_0 .. h_T
+        hs[0] = state0[0]
+        hidden_proj = self.buffer("hidden_proj", projected.shape, dtype)    # W_hh h_{t-1} + b_hh
+        r_times_u = self.buffer("r_times_u", (h, n), dtype)
+        w_hh, b_hh = self.W_hh.data, self.b_hh.data[:, None]
+        for t in range(steps):
+            np.matmul(w_hh, hs[t], out=hidden_proj[t])
+            hidden_proj[t] += b_hh
+            gates = projected[t]                                             # becomes [r, z, n] in place
+            rz = gates[:2 * h]
+            rz += hidden_proj[t, :2 * h]
+            sigmoid_(rz)
+            r, z, n_ = gates[:h], gates[h:2 * h], gates[2 * h:]
+            np.multiply(r, hidden_proj[t, 2 * h:], out=r_times_u)
+            n_ += r_times_u
+            np.tanh(n_, out=n_)
+            h_new = hs[t + 1]                                                # n + z ⊙ (h_{t-1} - n)
+            np.subtract(hs[t], n_, out=h_new)
+            h_new *= z
+            h_new += n_
+        self._cache_cells = (projected, hidden_proj[:, 2 * h:])
+        return hs, (hs[-1],)
+
+    def _loop_back(self, dy_steps, dh):
+        gates, u = self._cache_cells                                         # (T, 3H, N), (T, H, N)
+        hs = self._cache_input[1]
+        steps, _, n = gates.shape
+        h, dtype = self.hidden, gates.dtype
+        r, z, n_ = gates[:, :h], gates[:, h:2 * h], gates[:, 2 * h:]         # (T, H, N) each
+        # The factors without dh, for all steps at once (out= throughout, as in the LSTM).
+        scratch = self.buffer("scratch", (steps, h, n), dtype)
+        dan_dh = self.buffer("dan_dh", (steps, h, n), dtype)                # (1 - z) ⊙ (1 - n²)
+        np.multiply(n_, n_, out=dan_dh)
+        np.subtract(1, dan_dh, out=dan_dh)
+        np.subtract(1, z, out=scratch)
+        dan_dh *= scratch
+        dar_dan = self.buffer("dar_dan", (steps, h, n), dtype)              # u ⊙ r(1-r)
+        np.subtract(1, r, out=dar_dan)
+        dar_dan *= r
+        dar_dan *= u
+        daz_dh = self.buffer("daz_dh", (steps, h, n), dtype)                # (h_{t-1} - n) ⊙ z(1-z)
+        np.subtract(1, z, out=daz_dh)
+        daz_dh *= z
+        np.subtract(hs[:-1], n_, out=scratch)
+        daz_dh *= scratch
+
+        d_input = self.buffer("d_input", gates.shape, dtype)                # ∂C/∂(W_ih x_t)
+        d_hidden = self.buffer("d_hidden", gates.shape, dtype)              # ∂C/∂(W_hh h_{t-1})
+        through_z = self.buffer("through_z", (h, n), dtype)
+        w_hh_t = self.W_hh.data.T
+        for t in reversed(range(steps)):
+            if dy_steps is not None:
+                dh += dy_steps[t]
+            da_r, da_z, da_n = d_input[t, :h], d_input[t, h:2 * h], d_input[t, 2 * h:]
+            np.multiply(dh, dan_dh[t], out=da_n)
+            np.multiply(da_n, dar_dan[t], out=da_r)
+            np.multiply(dh, daz_dh[t], out=da_z)
+            d_hidden[t, :2 * h] = d_input[t, :2 * h]
+            np.multiply(da_n, r[t], out=d_hidden[t, 2 * h:])
+            np.multiply(dh, z[t], out=through_z)
+            dh = w_hh_t @ d_hidden[t]
+            dh += through_z
+        return d_input, d_hidden, (dh,)

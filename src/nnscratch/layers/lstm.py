@@ -1,0 +1,113 @@
+"""The LSTM cell: forward time loop and backpropagation through time."""
+import numpy as np
+
+from .recurrent import Recurrent, sigmoid_of_negated_
+
+
+class LSTM(Recurrent):
+    """Long short-term memory, as PyTorch documents it::
+
+        i = σ(a_i), f = σ(a_f), g = tanh(a_g), o = σ(a_o)     a = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh
+        c_t = f ⊙ c_{t-1} + i ⊙ g
+        h_t = o ⊙ tanh(c_t)
+
+    BPTT step, with dh = ∂C/∂h_t and dc = ∂C/∂c_t from step t+1::
+
+        dc ← dc + dh ⊙ o ⊙ (1 - tanh²(c_t))
+        da_i = dc ⊙ g ⊙ i(1-i),  da_f = dc ⊙ c_{t-1} ⊙ f(1-f)
+        da_g = dc ⊙ i ⊙ (1-g²),  da_o = dh ⊙ tanh(c_t) ⊙ o(1-o)
+        dh_{t-1} = da W_hh,      dc_{t-1} = dc ⊙ f
+
+    The factors that involve neither dh nor dc (g ⊙ i(1-i), ..., o ⊙ (1 - tanh²))
+    are computed for all steps at once before the backward loop, so that each
+    step of the loop is one matrix product and a few elementwise products.
+
+    Parameters and shapes: see ``Recurrent``; G = 4 gate blocks, state (h, c).
+    """
+
+    kind = "lstm"
+    gates = 4
+    state_count = 2
+
+    def _gate_scale(self, dtype):
+        """-1 on the i, f, o rows and -2 on the g rows of the stacked weights.
+
+        The loop's matrix products then give -a (and -2a_g) directly, so that all
+        four gates are one σ(a) = 1 / (1 + e^{-a}) with no negation pass, using
+        tanh(a_g) = 2σ(2a_g) - 1. Scaling by -1 and -2 is exact in floating point.
+        """
+        scale = np.full(4 * self.hidden, -1, dtype=dtype)
+        scale[2 * self.hidden:3 * self.hidden] = -2
+        return scale
+
+    def _input_weights(self):
+        weights = super()._input_weights()
+        return weights * self._gate_scale(weights.dtype)[:, None]
+
+    def _loop(self, projected, state0):
+        steps, _, n = projected.shape
+        h, dtype = self.hidden, projected.dtype
+        hs = self.buffer("hs", (steps + 1, h, n), dtype)                    # h_0 .. h_T
+        cs = self.buffer("cs", (steps + 1, h, n), dtype)                    # c_0 .. c_T
+        tanh_cs = self.buffer("tanh_cs", (steps, h, n), dtype)              # tanh(c_1) .. tanh(c_T)
+        recurrent = self.buffer("recurrent", (4 * h, n), dtype)             # -W_hh h_{t-1}, g rows doubled
+        i_times_g = self.buffer("i_times_g", (h, n), dtype)
+        hs[0], cs[0] = state0
+        w_hh = self.W_hh.data * self._gate_scale(dtype)[:, None]            # (4H, H)
+        gates = projected.reshape(steps, 4, h, n)        # holds -a; becomes [i, f, g, o] in place
+        for t in range(steps):
+            np.matmul(w_hh, hs[t], out=recurrent)
+            projected[t] += recurrent
+            sigmoid_of_negated_(projected[t])
+            i, f, g, o = gates[t]
+            g *= 2
+            g -= 1
+            np.multiply(f, cs[t], out=cs[t + 1])
+            np.multiply(i, g, out=i_times_g)
+            cs[t + 1] += i_times_g
+            np.tanh(cs[t + 1], out=tanh_cs[t])
+            np.multiply(o, tanh_cs[t], out=hs[t + 1])
+        self._cache_cells = (gates, cs, tanh_cs)
+        return hs, (hs[-1], cs[-1])
+
+    def _loop_back(self, dy_steps, dh):
+        gates, cs, tanh_cs = self._cache_cells                               # gates (T, 4, H, N)
+        steps, _, h, n = gates.shape
+        dtype = gates.dtype
+        i, f, g, o = gates[:, 0], gates[:, 1], gates[:, 2], gates[:, 3]     # (T, H, N) each
+        # ∂c_t/∂a for the i, f, g blocks, in their order within a: (T, 3, H, N). Written
+        # with out= throughout: a temporary here would be a fresh megabyte per pass.
+        dc_da = self.buffer("dc_da", (steps, 3, h, n), dtype)
+        dc_dai, dc_daf, dc_dag = dc_da[:, 0], dc_da[:, 1], dc_da[:, 2]
+        np.subtract(1, i, out=dc_dai)
+        dc_dai *= i
+        dc_dai *= g                                                          # g ⊙ i(1-i)
+        np.subtract(1, f, out=dc_daf)
+        dc_daf *= f
+        dc_daf *= cs[:-1]                                                    # c_{t-1} ⊙ f(1-f)
+        np.multiply(g, g, out=dc_dag)
+        np.subtract(1, dc_dag, out=dc_dag)
+        dc_dag *= i                                                          # i ⊙ (1-g²)
+        dh_dao = self.buffer("dh_dao", (steps, h, n), dtype)                # tanh(c_t) ⊙ o(1-o)
+        np.subtract(1, o, out=dh_dao)
+        dh_dao *= o
+        dh_dao *= tanh_cs
+        dh_dc = self.buffer("dh_dc", (steps, h, n), dtype)                  # o ⊙ (1 - tanh²(c_t))
+        np.multiply(tanh_cs, tanh_cs, out=dh_dc)
+        np.subtract(1, dh_dc, out=dh_dc)
+        dh_dc *= o
+
+        d_gates = self.buffer("d_gates", (steps, 4, h, n), dtype)           # ∂C/∂a_t
+        dc = np.zeros((h, n), dtype=dtype)
+        dc_from_h = self.buffer("dc_from_h", (h, n), dtype)
+        w_hh_t = self.W_hh.data.T
+        for t in reversed(range(steps)):
+            if dy_steps is not None:
+                dh += dy_steps[t]
+            np.multiply(dh, dh_dc[t], out=dc_from_h)
+            dc += dc_from_h
+            np.multiply(dc, dc_da[t], out=d_gates[t, :3])                    # da_i, da_f, da_g
+            np.multiply(dh, dh_dao[t], out=d_gates[t, 3])                    # da_o
+            dh = w_hh_t @ d_gates[t].reshape(4 * h, n)                       # (H, N)
+            dc *= f[t]
+        return d_gates.reshape(steps, 4 * h, n), None, (dh, dc)
