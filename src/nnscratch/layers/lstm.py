@@ -100,7 +100,7 @@ class LSTM(Recurrent):
         d_gates = self.buffer("d_gates", (steps, 4, h, n), dtype)           # ∂C/∂a_t
         dc = np.zeros((h, n), dtype=dtype)
         dc_from_h = self.buffer("dc_from_h", (h, n), dtype)
-        w_hh_t = self.W_hh.data.T
+        w_hh_t = np.ascontiguousarray(self.W_hh.data.T)                     # (H, 4H)
         for t in reversed(range(steps)):
             if dy_steps is not None:
                 dh += dy_steps[t]
