@@ -7,6 +7,8 @@ input shape is known (``build``), so sizes never have to be typed twice.
 """
 import numpy as np
 
+from .workspace import Workspace
+
 
 class Parameter:
     """A trainable array and the gradient of the cost with respect to it.
@@ -125,6 +127,13 @@ class Layer:
         raise NotImplementedError
 
     # -- helpers -----------------------------------------------------------
+    def buffer(self, name, shape, dtype):
+        """This layer's reusable scratch array ``name``: uninitialized, the same memory
+        on every call (see workspace.py: large per-batch arrays cost page faults)."""
+        if "_cache_workspace" not in self.__dict__:
+            self._cache_workspace = Workspace()
+        return self._cache_workspace(name, shape, dtype)
+
     def check_input(self, x):
         """Raise a ValueError naming this layer when ``x`` is not a float array (N, *input_shape)."""
         if not shape_matches(x.shape[1:], self.input_shape):

@@ -31,7 +31,6 @@ gradients stop at the batch boundary. ``reset_state()`` forgets it.
 import numpy as np
 
 from .base import Layer, Parameter
-from .workspace import Workspace
 
 
 def sigmoid_(a):
@@ -148,12 +147,6 @@ class Recurrent(Layer):
         if self.return_sequences:
             return hs[1:].transpose(2, 0, 1).copy()                          # (N, T, H), C order
         return hs[-1].T.copy()                                               # (N, H)
-
-    def buffer(self, name, shape, dtype):
-        """This layer's reusable array ``name`` (uninitialized; see workspace.py)."""
-        if "_cache_workspace" not in self.__dict__:
-            self._cache_workspace = Workspace()
-        return self._cache_workspace(name, shape, dtype)
 
     def _input_weights(self):
         """[W | b] (G*H, D+1): ``W x_t + b`` is the part of the pre-activations computed before the loop."""
