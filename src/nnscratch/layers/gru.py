@@ -27,26 +27,24 @@ class GRU(Recurrent):
     kind = "gru"
     gates = 3
 
-    def _input_weights(self):
-        # b_hh goes inside the step: b_hn is multiplied by r.
-        return np.concatenate([self.W_ih.data, self.b_ih.data[:, None]], axis=1)
-
-    def _loop(self, projected, state0):
-        steps, _, n = projected.shape
-        h, dtype = self.hidden, projected.dtype
-        hs = self.buffer("hs", (steps + 1, h, n), dtype)                    # h_0 .. h_T
-        hs[0] = state0[0]
-        hidden_proj = self.buffer("hidden_proj", projected.shape, dtype)    # W_hh h_{t-1} + b_hh
+    def _loop(self, inputs, d, state0):
+        steps, n = len(inputs) - 1, inputs.shape[2]
+        h, dtype = self.hidden, inputs.dtype
+        hs = inputs[:, d + 1:]                                               # h_0 .. h_T
+        # The reset gate multiplies only the hidden part of n, so the GRU keeps two products:
+        # [W_ih | b_ih] [x_t; 1] for all steps before the loop, [b_hh | W_hh] [1; h_{t-1}] in it.
+        gates = self.buffer("gates", (steps, 3 * h, n), dtype)              # becomes [r, z, n] in place
+        np.matmul(np.concatenate([self.W_ih.data, self.b_ih.data[:, None]], axis=1),
+                  inputs[:steps, :d + 1], out=gates)
+        hidden_proj = self.buffer("hidden_proj", gates.shape, dtype)        # W_hh h_{t-1} + b_hh
         r_times_u = self.buffer("r_times_u", (h, n), dtype)
-        w_hh, b_hh = self.W_hh.data, self.b_hh.data[:, None]
+        w_hh = np.concatenate([self.b_hh.data[:, None], self.W_hh.data], axis=1)   # (3H, 1+H)
         for t in range(steps):
-            np.matmul(w_hh, hs[t], out=hidden_proj[t])
-            hidden_proj[t] += b_hh
-            gates = projected[t]                                             # becomes [r, z, n] in place
-            rz = gates[:2 * h]
+            np.matmul(w_hh, inputs[t, d:], out=hidden_proj[t])
+            rz = gates[t, :2 * h]
             rz += hidden_proj[t, :2 * h]
             sigmoid_(rz)
-            r, z, n_ = gates[:h], gates[h:2 * h], gates[2 * h:]
+            r, z, n_ = gates[t, :h], gates[t, h:2 * h], gates[t, 2 * h:]
             np.multiply(r, hidden_proj[t, 2 * h:], out=r_times_u)
             n_ += r_times_u
             np.tanh(n_, out=n_)
@@ -54,12 +52,12 @@ class GRU(Recurrent):
             np.subtract(hs[t], n_, out=h_new)
             h_new *= z
             h_new += n_
-        self._cache_cells = (projected, hidden_proj[:, 2 * h:])
-        return hs, (hs[-1],)
+        self._cache_cells = (gates, hidden_proj[:, 2 * h:])
+        return (hs[-1],)
 
     def _loop_back(self, dy_steps, dh):
         gates, u = self._cache_cells                                         # (T, 3H, N), (T, H, N)
-        hs = self._cache_input[1]
+        hs = self._hidden_states()
         steps, _, n = gates.shape
         h, dtype = self.hidden, gates.dtype
         r, z, n_ = gates[:, :h], gates[:, h:2 * h], gates[:, 2 * h:]         # (T, H, N) each

@@ -32,7 +32,7 @@ class LSTM(Recurrent):
     def _gate_scale(self, dtype):
         """-1 on the i, f, o rows and -2 on the g rows of the stacked weights.
 
-        The loop's matrix products then give -a (and -2a_g) directly, so that all
+        The loop's matrix product then gives -a (and -2a_g) directly, so that all
         four gates are one σ(a) = 1 / (1 + e^{-a}) with no negation pass, using
         tanh(a_g) = 2σ(2a_g) - 1. Scaling by -1 and -2 is exact in floating point.
         """
@@ -40,25 +40,24 @@ class LSTM(Recurrent):
         scale[2 * self.hidden:3 * self.hidden] = -2
         return scale
 
-    def _input_weights(self):
-        weights = super()._input_weights()
+    def _step_weights(self):
+        weights = super()._step_weights()
         return weights * self._gate_scale(weights.dtype)[:, None]
 
-    def _loop(self, projected, state0):
-        steps, _, n = projected.shape
-        h, dtype = self.hidden, projected.dtype
-        hs = self.buffer("hs", (steps + 1, h, n), dtype)                    # h_0 .. h_T
+    def _loop(self, inputs, d, state0):
+        steps, n = len(inputs) - 1, inputs.shape[2]
+        h, dtype = self.hidden, inputs.dtype
+        hs = inputs[:, d + 1:]                                               # h_0 .. h_T
         cs = self.buffer("cs", (steps + 1, h, n), dtype)                    # c_0 .. c_T
         tanh_cs = self.buffer("tanh_cs", (steps, h, n), dtype)              # tanh(c_1) .. tanh(c_T)
-        recurrent = self.buffer("recurrent", (4 * h, n), dtype)             # -W_hh h_{t-1}, g rows doubled
+        gates = self.buffer("gates", (steps, 4, h, n), dtype)               # -a, then [i, f, g, o]
         i_times_g = self.buffer("i_times_g", (h, n), dtype)
-        hs[0], cs[0] = state0
-        w_hh = self.W_hh.data * self._gate_scale(dtype)[:, None]            # (4H, H)
-        gates = projected.reshape(steps, 4, h, n)        # holds -a; becomes [i, f, g, o] in place
+        cs[0] = state0[1]
+        weights = self._step_weights()                                       # (4H, D+1+H), scaled
         for t in range(steps):
-            np.matmul(w_hh, hs[t], out=recurrent)
-            projected[t] += recurrent
-            sigmoid_of_negated_(projected[t])
+            a = gates[t].reshape(4 * h, n)
+            np.matmul(weights, inputs[t], out=a)
+            sigmoid_of_negated_(a)
             i, f, g, o = gates[t]
             g *= 2
             g -= 1
@@ -68,7 +67,7 @@ class LSTM(Recurrent):
             np.tanh(cs[t + 1], out=tanh_cs[t])
             np.multiply(o, tanh_cs[t], out=hs[t + 1])
         self._cache_cells = (gates, cs, tanh_cs)
-        return hs, (hs[-1], cs[-1])
+        return hs[-1], cs[-1]
 
     def _loop_back(self, dy_steps, dh):
         gates, cs, tanh_cs = self._cache_cells                               # gates (T, 4, H, N)

@@ -9,18 +9,19 @@ initialized from U(-1/√H, 1/√H) as PyTorch does.
 
 Inside, the arrays are time-major and feature-major: h_t is stored as a
 column per sample, (H, N), and step t of every array is one contiguous block
-(T, ·, N). The pre-activations of step t are then ``W_ih x_t + W_hh h_{t-1}``
-as (G·H, N) and each gate is a contiguous (H, N) slice of them, so the
-elementwise gate arithmetic runs over long contiguous rows. (With samples as
-rows, (N, G·H), every gate is a strided slice and the same loop measured
-1.3 ms slower per LSTM forward of a 64 x 28 batch.) Users see (N, T, ·).
+(T, ·, N). Step t reads the column ``z_t = [x_t; 1; h_{t-1}]`` (D+1+H, N), so
+its pre-activations are one matrix product ``a_t = [W_ih | b | W_hh] z_t``
+(the bias is the weight of a constant input 1) and each gate is a contiguous
+(H, N) slice of them: the elementwise gate arithmetic runs over long
+contiguous rows. (With samples as rows, (N, G·H), every gate is a strided
+slice and the same loop measured 1.3 ms slower per LSTM forward of a 64 x 28
+batch.) Users see (N, T, ·).
 
-The input projections ``W_ih x_t`` of all steps are computed before the time
-loop (``_loop``); backward (``_loop_back``) runs the loop in reverse, carrying
-∂C/∂h (and ∂C/∂c) from step t to step t-1, and the weight gradients, being
-sums over steps and samples, are one matrix product each after it. The
-per-batch arrays live in a ``Workspace`` and are reused from batch to batch
-(see workspace.py for the measured reason).
+The forward time loop is ``_loop``; backward (``_loop_back``) runs it in
+reverse, carrying ∂C/∂h (and ∂C/∂c) from step t to step t-1. The weight
+gradients, being sums over steps and samples, ``Σ_t (∂C/∂a_t) z_tᵀ``, are one
+matrix product after it. The per-batch arrays live in a ``Workspace`` and are
+reused from batch to batch (see workspace.py for the measured reason).
 
 The LSTM and GRU cells are in lstm.py and gru.py.
 
@@ -131,31 +132,33 @@ class Recurrent(Layer):
         self.check_input(x)
         n, steps, d = x.shape
         state0 = self._initial_state(n, x.dtype, initial_state)             # (N, H) arrays
-        # x_t with a constant 1 appended, so that W_ih x_t + b is one product with [W_ih | b]
-        # (and backward gets ∂C/∂b as the last column of ∂C/∂[W_ih | b]).
-        x_steps = self.buffer("x_steps", (steps, d + 1, n), x.dtype)        # (T, D+1, N)
-        x_steps[:, :d] = x.transpose(1, 2, 0)
-        x_steps[:, d] = 1
-        weights = self._input_weights()                                      # (G*H, D+1)
-        projected = self.buffer("projected", (steps, weights.shape[0], n), x.dtype)   # (T, G*H, N)
-        np.matmul(weights, x_steps, out=projected)
+        inputs = self.buffer("inputs", (steps + 1, d + 1 + self.hidden, n), x.dtype)   # z_0 .. z_T
+        inputs[:steps, :d] = x.transpose(1, 2, 0)
+        inputs[:steps, d] = 1
+        hs = inputs[:, d + 1:]                 # (T+1, H, N) view: h_0 .. h_T, the loop writes h_t
+        hs[0] = state0[0].T
+        self._cache_input = (inputs, d)
         with np.errstate(over="ignore"):   # e^{-a} -> inf inside a sigmoid is correct, not an error
-            hs, final_state = self._loop(projected, tuple(s.T for s in state0))   # hs (T+1, H, N): h_0 .. h_T
-        self._cache_input = (x_steps, hs)
+            final_state = self._loop(inputs, d, tuple(s.T for s in state0))
         if self.stateful:
             self.carried_state = tuple(s.T.copy() for s in final_state)
         if self.return_sequences:
             return hs[1:].transpose(2, 0, 1).copy()                          # (N, T, H), C order
         return hs[-1].T.copy()                                               # (N, H)
 
-    def _input_weights(self):
-        """[W | b] (G*H, D+1): ``W x_t + b`` is the part of the pre-activations computed before the loop."""
-        return np.concatenate([self.W_ih.data, (self.b_ih.data + self.b_hh.data)[:, None]], axis=1)
+    def _hidden_states(self):
+        """h_0 .. h_T of the last forward, (T+1, H, N)."""
+        inputs, d = self._cache_input
+        return inputs[:, d + 1:]
+
+    def _step_weights(self):
+        """[W_ih | b_ih + b_hh | W_hh] (G*H, D+1+H): a_t is this times z_t."""
+        return np.concatenate([self.W_ih.data, (self.b_ih.data + self.b_hh.data)[:, None],
+                               self.W_hh.data], axis=1)
 
     def backward(self, dy):
-        x_steps, hs = self._cache_input
-        steps, d, n = x_steps.shape
-        d -= 1                                                               # the row of ones
+        inputs, d = self._cache_input
+        steps, n = len(inputs) - 1, inputs.shape[2]
         if self.return_sequences:
             dy_steps = self.buffer("dy_steps", (steps, self.hidden, n), dy.dtype)
             dy_steps[...] = dy.transpose(1, 2, 0)                            # (T, H, N)
@@ -165,25 +168,27 @@ class Recurrent(Layer):
         d_projected, d_hidden_proj, d_state0 = self._loop_back(dy_steps, d_last)   # (T, G*H, N)
         d_state0 = tuple(s.T.copy() for s in d_state0)                       # (N, H)
         self.initial_state_grad = d_state0[0] if self.state_count == 1 else d_state0
-        # ∂C/∂[W | b] = Σ_t Σ_n (∂C/∂a_t) [input_t; 1]ᵀ: one product, all steps' columns side by side.
+        # ∂C/∂[W_ih | b | W_hh] = Σ_t Σ_n (∂C/∂a_t) z_tᵀ: one product, all steps' columns side by side.
         dz = self._side_by_side("dz", d_projected)                           # (G*H, T*N)
-        dz_h = dz if d_hidden_proj is None else self._side_by_side("dz_h", d_hidden_proj)
-        grad_ih = dz @ self._side_by_side("x_columns", x_steps).T            # (G*H, D+1)
-        grad_hh = dz_h @ self._side_by_side("h_columns", hs[:-1], ones_row=True).T   # (G*H, H+1)
+        z = self._side_by_side("z_columns", inputs[:-1])                    # (D+1+H, T*N)
+        if d_hidden_proj is None:
+            grad = dz @ z.T                                                  # (G*H, D+1+H)
+            grad_ih, grad_hh = grad[:, :d + 1], grad[:, d:]
+        else:   # the GRU: ∂C/∂(W_hh h + b_hh) differs from ∂C/∂(W_ih x + b_ih)
+            grad_ih = dz @ z[:d + 1].T                                       # (G*H, D+1)
+            grad_hh = self._side_by_side("dz_h", d_hidden_proj) @ z[d:].T    # (G*H, 1+H)
         self.W_ih.grad, self.b_ih.grad = np.ascontiguousarray(grad_ih[:, :d]), grad_ih[:, d].copy()
-        self.W_hh.grad, self.b_hh.grad = np.ascontiguousarray(grad_hh[:, :-1]), grad_hh[:, -1].copy()
+        self.b_hh.grad, self.W_hh.grad = grad_hh[:, 0].copy(), np.ascontiguousarray(grad_hh[:, 1:])
         if not self.needs_input_grad:
             return None
         return np.matmul(self.W_ih.data.T, d_projected).transpose(2, 0, 1)  # (N, T, D)
 
-    def _side_by_side(self, name, per_step, ones_row=False):
-        """(T, K, N) -> (K, T*N): the columns of all steps next to each other (and a row of ones)."""
+    def _side_by_side(self, name, per_step):
+        """(T, K, N) -> (K, T*N): the columns of all steps next to each other."""
         steps, k, n = per_step.shape
-        columns = self.buffer(name, (k + ones_row, steps, n), per_step.dtype)
-        columns[:k] = per_step.transpose(1, 0, 2)
-        if ones_row:
-            columns[k] = 1
-        return columns.reshape(k + ones_row, steps * n)
+        columns = self.buffer(name, (k, steps, n), per_step.dtype)
+        columns[...] = per_step.transpose(1, 0, 2)
+        return columns.reshape(k, steps * n)
 
     def flops(self):
         t, d = self.input_shape
@@ -208,22 +213,21 @@ class RNN(Recurrent):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
         self.activation = activation
 
-    def _loop(self, projected, state0):
-        steps, h, n = projected.shape
-        hs = self.buffer("hs", (steps + 1, h, n), projected.dtype)
-        hs[0] = state0[0]
-        w_hh = self.W_hh.data
+    def _loop(self, inputs, d, state0):
+        steps = len(inputs) - 1
+        hs = inputs[:, d + 1:]
+        weights = self._step_weights()                                       # (H, D+1+H)
         for t in range(steps):
-            a = projected[t]                                                  # (H, N)
-            a += w_hh @ hs[t]
+            h_new = hs[t + 1]                                                # a_t, then act(a_t) in place
+            np.matmul(weights, inputs[t], out=h_new)
             if self.activation == "tanh":
-                np.tanh(a, out=hs[t + 1])
+                np.tanh(h_new, out=h_new)
             else:
-                np.maximum(a, 0, out=hs[t + 1])
-        return hs, (hs[-1],)
+                np.maximum(h_new, 0, out=h_new)
+        return (hs[-1],)
 
     def _loop_back(self, dy_steps, dh):
-        h_out = self._cache_input[1][1:]                                     # h_1 .. h_T: (T, H, N)
+        h_out = self._hidden_states()[1:]                                    # h_1 .. h_T: (T, H, N)
         slope = self.buffer("slope", h_out.shape, h_out.dtype)              # act'(a_t)
         if self.activation == "tanh":
             np.multiply(h_out, h_out, out=slope)
@@ -238,7 +242,6 @@ class RNN(Recurrent):
             np.multiply(dh, slope[t], out=d_projected[t])
             dh = w_hh_t @ d_projected[t]
         return d_projected, None, (dh,)
-
 
 def __getattr__(name):
     """Networks pickled when Embedding, LSTM and GRU lived in this module still load."""
