@@ -68,6 +68,12 @@ class Recurrent(Layer):
     ``forward(x, training, initial_state=None)`` takes an optional initial
     state (h0 (N, H), or (h0, c0) for the LSTM); after ``backward``,
     ``initial_state_grad`` holds its gradient in the same form.
+
+    The subclass hooks: ``_loop(inputs, d, state0)`` gets the step columns
+    ``inputs`` (T+1, D+1+H, N) with h_0 in place, writes h_t into
+    ``inputs[t, d+1:]`` and returns the final state as (H, N) arrays;
+    ``_loop_back(dy_steps, dh)`` returns ∂C/∂a (T, G*H, N), the GRU's
+    ∂C/∂(W_hh h + b_hh) or None, and the initial state's gradient.
     """
 
     gates = 1
