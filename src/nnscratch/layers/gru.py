@@ -1,7 +1,7 @@
 """The GRU cell: forward time loop and backpropagation through time."""
 import numpy as np
 
-from .recurrent import Recurrent, sigmoid_
+from .recurrent import Recurrent, sigmoid_, sigmoid_slope_times, tanh_slope_times
 
 
 class GRU(Recurrent):
@@ -63,20 +63,11 @@ class GRU(Recurrent):
         r, z, n_ = gates[:, :h], gates[:, h:2 * h], gates[:, 2 * h:]         # (T, H, N) each
         # The factors without dh, for all steps at once (out= throughout, as in the LSTM).
         scratch = self.buffer("scratch", (steps, h, n), dtype)
-        dan_dh = self.buffer("dan_dh", (steps, h, n), dtype)                # (1 - z) ⊙ (1 - n²)
-        np.multiply(n_, n_, out=dan_dh)
-        np.subtract(1, dan_dh, out=dan_dh)
         np.subtract(1, z, out=scratch)
-        dan_dh *= scratch
-        dar_dan = self.buffer("dar_dan", (steps, h, n), dtype)              # u ⊙ r(1-r)
-        np.subtract(1, r, out=dar_dan)
-        dar_dan *= r
-        dar_dan *= u
-        daz_dh = self.buffer("daz_dh", (steps, h, n), dtype)                # (h_{t-1} - n) ⊙ z(1-z)
-        np.subtract(1, z, out=daz_dh)
-        daz_dh *= z
+        dan_dh = tanh_slope_times(n_, scratch, out=self.buffer("dan_dh", (steps, h, n), dtype))   # (1-z) ⊙ (1-n²)
+        dar_dan = sigmoid_slope_times(r, u, out=self.buffer("dar_dan", (steps, h, n), dtype))     # u ⊙ r(1-r)
         np.subtract(hs[:-1], n_, out=scratch)
-        daz_dh *= scratch
+        daz_dh = sigmoid_slope_times(z, scratch, out=self.buffer("daz_dh", (steps, h, n), dtype))  # (h_{t-1}-n) ⊙ z(1-z)
 
         d_input = self.buffer("d_input", gates.shape, dtype)                # ∂C/∂(W_ih x_t)
         d_hidden = self.buffer("d_hidden", gates.shape, dtype)              # ∂C/∂(W_hh h_{t-1})

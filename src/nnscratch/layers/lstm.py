@@ -1,7 +1,7 @@
 """The LSTM cell: forward time loop and backpropagation through time."""
 import numpy as np
 
-from .recurrent import Recurrent, sigmoid_of_negated_
+from .recurrent import Recurrent, sigmoid_of_negated_, sigmoid_slope_times, tanh_slope_times
 
 
 class LSTM(Recurrent):
@@ -77,24 +77,11 @@ class LSTM(Recurrent):
         # ∂c_t/∂a for the i, f, g blocks, in their order within a: (T, 3, H, N). Written
         # with out= throughout: a temporary here would be a fresh megabyte per pass.
         dc_da = self.buffer("dc_da", (steps, 3, h, n), dtype)
-        dc_dai, dc_daf, dc_dag = dc_da[:, 0], dc_da[:, 1], dc_da[:, 2]
-        np.subtract(1, i, out=dc_dai)
-        dc_dai *= i
-        dc_dai *= g                                                          # g ⊙ i(1-i)
-        np.subtract(1, f, out=dc_daf)
-        dc_daf *= f
-        dc_daf *= cs[:-1]                                                    # c_{t-1} ⊙ f(1-f)
-        np.multiply(g, g, out=dc_dag)
-        np.subtract(1, dc_dag, out=dc_dag)
-        dc_dag *= i                                                          # i ⊙ (1-g²)
-        dh_dao = self.buffer("dh_dao", (steps, h, n), dtype)                # tanh(c_t) ⊙ o(1-o)
-        np.subtract(1, o, out=dh_dao)
-        dh_dao *= o
-        dh_dao *= tanh_cs
-        dh_dc = self.buffer("dh_dc", (steps, h, n), dtype)                  # o ⊙ (1 - tanh²(c_t))
-        np.multiply(tanh_cs, tanh_cs, out=dh_dc)
-        np.subtract(1, dh_dc, out=dh_dc)
-        dh_dc *= o
+        sigmoid_slope_times(i, g, out=dc_da[:, 0])                           # g ⊙ i(1-i)
+        sigmoid_slope_times(f, cs[:-1], out=dc_da[:, 1])                     # c_{t-1} ⊙ f(1-f)
+        tanh_slope_times(g, i, out=dc_da[:, 2])                              # i ⊙ (1-g²)
+        dh_dao = sigmoid_slope_times(o, tanh_cs, out=self.buffer("dh_dao", (steps, h, n), dtype))
+        dh_dc = tanh_slope_times(tanh_cs, o, out=self.buffer("dh_dc", (steps, h, n), dtype))
 
         d_gates = self.buffer("d_gates", (steps, 4, h, n), dtype)           # ∂C/∂a_t
         dc = np.zeros((h, n), dtype=dtype)

@@ -46,6 +46,22 @@ def sigmoid_(a):
     return sigmoid_of_negated_(a)
 
 
+def sigmoid_slope_times(s, other, out):
+    """out = s(1 - s) ⊙ other, the sigmoid's derivative from its output s, in ``out``."""
+    np.subtract(1, s, out=out)
+    out *= s
+    out *= other
+    return out
+
+
+def tanh_slope_times(t, other, out):
+    """out = (1 - t²) ⊙ other, tanh's derivative from its output t, in ``out``."""
+    np.multiply(t, t, out=out)
+    np.subtract(1, out, out=out)
+    out *= other
+    return out
+
+
 def sigmoid_of_negated_(minus_a):
     """σ(a) from ``minus_a`` = -a, in place: 1 / (1 + e^{-a})."""
     np.exp(minus_a, out=minus_a)
