@@ -1,6 +1,6 @@
 """Why regularization matters: a large MLP on a small training set, with and without it.
 
-The same 784-800-800-10 ReLU network (``build_mlp800`` from src/build_network.py,
+The same 784-800-800-10 ReLU network (``build_mlp800`` from src/model_zoo.py,
 about 1.3 million parameters) is trained on the first ``--subset`` MNIST
 training images (default 2,000: far too few for that many parameters), three
 ways, from the same initial weights (one ``--seed``), batch 64:
@@ -19,15 +19,15 @@ while the test cost, after a few epochs, climbs: the network memorizes the
 2,000 images. The regularized networks keep a lower test cost and a higher
 test accuracy.
 
-Writes plots/regularization.png (cost and accuracy per epoch; training dashed,
-test solid) and prints a table of final and best test accuracy and final
+Writes runs/regularization.png, or --out (cost and accuracy per epoch; training
+dashed, test solid; ``--out plots/regularization.png`` refreshes the shipped figure) and prints a table of final and best test accuracy and final
 training and test cost per variant.
 
 It takes about 2 minutes on 2 cores (about 0.5 s per epoch and variant).
 
 Usage:
     python benchmarks/regularization_curves.py [--subset 2000] [--epochs 60] [--seed 0]
-        [--batch 64] [--lr 3e-4] [--dropout 0.5] [--weight-decay 2] [--out plots/regularization.png]
+        [--batch 64] [--lr 3e-4] [--dropout 0.5] [--weight-decay 2] [--out runs/regularization.png]
 """
 import argparse
 import os
@@ -43,7 +43,7 @@ REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 sys.path.insert(0, os.path.join(REPO, "src"))
 
 import nnscratch  # noqa: E402
-from build_network import build_mlp800  # noqa: E402
+from model_zoo import build_mlp800  # noqa: E402
 
 
 class EvaluateEachEpoch(nnscratch.Callback):
@@ -132,7 +132,8 @@ def main(argv=None):
     p.add_argument("--dropout", type=float, default=0.5, help="drop probability of the dropout variant (default 0.5)")
     p.add_argument("--weight-decay", type=float, default=2.0,
                    help="AdamW weight_decay λ of the weight-decay variant (default 2)")
-    p.add_argument("--out", default=os.path.join(REPO, "plots", "regularization.png"), help="the PNG to write")
+    p.add_argument("--out", default=os.path.join(REPO, "runs", "regularization.png"),
+                   help="the PNG to write (default runs/regularization.png; the shipped one is plots/regularization.png)")
     a = p.parse_args(argv)
     if not 0 < a.subset <= 60000 or a.epochs < 1 or a.batch < 1 or not 0 < a.dropout < 1:
         p.error("--subset must be in 1..60000, --epochs and --batch >= 1, --dropout in (0, 1)")
