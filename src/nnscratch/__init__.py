@@ -9,7 +9,7 @@ from .costs import (BinaryCrossEntropy, CrossEntropy, Quadratic, cross_entropy_c
 from .data import gen_clusters, get_mnist, load_digit_image, load_mnist, make_clusters
 from . import autodiff
 from .autodiff import AutodiffLayer
-from .callbacks import Callback, EarlyStopping, ModelCheckpoint
+from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint
 from .layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten, FullyConnected,
                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from .network import Network
@@ -28,6 +28,6 @@ __all__ = [
     "load_mnist", "get_mnist", "gen_clusters", "make_clusters", "load_digit_image",
     "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax", "Dropout", "BatchNorm",
     "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding",
-    "Callback", "EarlyStopping", "ModelCheckpoint", "StepLR", "ExponentialLR", "CosineAnnealingLR",
+    "Callback", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "StepLR", "ExponentialLR", "CosineAnnealingLR",
     "History", "TrainingDiverged", "UnsafePickleError", "autodiff", "AutodiffLayer",
 ]

@@ -1,9 +1,13 @@
-"""Callbacks: hooks into ``fit``, and the two every long run wants,
-early stopping and checkpoints.
+"""Callbacks: hooks into ``fit``, and what every long run wants: early
+stopping, checkpoints and a log of its epochs.
 
 During ``fit`` the network carries ``net.optimizer`` (the optimizer in use)
 and ``net.stop_training`` (set it to True to end training after this epoch).
 """
+import csv
+import os
+
+import numpy as np
 
 
 class Callback:
@@ -104,3 +108,67 @@ class ModelCheckpoint(_Monitor):
     def on_epoch_end(self, net, epoch, history):
         if self._improved(history, epoch) or not self.save_best_only:
             net.save(self.path)
+
+
+class CSVLogger(Callback):
+    """Write the history to a CSV file, one row per epoch, as Keras' ``CSVLogger`` does.
+
+    The header is ``epoch`` (from 1) and the history's per-epoch records
+    (``History.columns()``: loss, accuracy, val_loss and val_accuracy with
+    validation data, time, lr, and lists a callback before this one filled),
+    fixed at the first epoch's end. Each row is written and flushed when its
+    epoch ends, so an interrupted or diverged run keeps the rows it finished;
+    the epoch that Ctrl-C cut short is written when training ends.
+
+    Parameters
+    ----------
+    path : str or os.PathLike; parent folders are created
+    append : bool
+        False (default): start a new file. True: add rows to an existing
+        file, writing the header only if the file is new or empty.
+
+    Examples
+    --------
+    >>> net.fit(X, y, epochs=20, callbacks=[CSVLogger("runs/mnist/log.csv")])  # doctest: +SKIP
+    """
+
+    def __init__(self, path, append=False):
+        self.path = os.fspath(path)
+        self.append = append
+        self.columns = None
+        self._rows_written = 0
+
+    def on_train_begin(self, net, history):
+        folder = os.path.dirname(self.path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        if not self.append:
+            open(self.path, "w").close()  # a new run starts a new file
+        self.columns, self._rows_written = None, 0
+
+    def on_epoch_end(self, net, epoch, history):
+        self._write_new_rows(history)
+
+    def on_train_end(self, net, history):
+        self._write_new_rows(history)
+
+    def _write_new_rows(self, history):
+        if self._rows_written == history.epochs:
+            return
+        with open(self.path, "a", newline="") as f:  # opened per epoch: each row is on disk at once
+            writer = csv.writer(f, lineterminator="\n")
+            if self.columns is None:
+                self.columns = history.columns()
+                if f.tell() == 0:
+                    writer.writerow(["epoch"] + self.columns)
+            for i in range(self._rows_written, history.epochs):
+                writer.writerow([i + 1] + [_cell(history[key], i) for key in self.columns])
+        self._rows_written = history.epochs
+
+
+def _cell(values, i):
+    """``values[i]`` for a CSV cell: numbers at full precision, an empty cell where a record is short."""
+    if i >= len(values):
+        return ""
+    value = values[i]
+    return value.item() if isinstance(value, np.generic) else value  # np.float32(0.5) -> 0.5

@@ -1,7 +1,7 @@
 """The Network: a list of layers, a cost, and what you do with them."""
 import numpy as np
 
-from . import persistence, training
+from . import checks, persistence, training
 from .costs import get_cost
 from .layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten, FullyConnected,
                      LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
@@ -180,7 +180,12 @@ class Network:
                 setattr(layer, name, np.array(state[f"{layer.name}.{name}"], dtype=self.dtype))
 
     # -- forward and backward ------------------------------------------------------
+    def _require_layers(self):
+        if not self.layers:
+            raise ValueError("the network has no layers: add some with add_fc_layer(...) / net.add(...)")
+
     def _as_batch(self, X):
+        """``X`` as an array of the network's dtype, after checking its per-sample shape (cheap)."""
         X = np.asarray(X)
         if not np.issubdtype(X.dtype, np.number):
             raise ValueError(f"input must be numeric, got dtype {X.dtype}")
@@ -188,14 +193,41 @@ class Network:
             first = self.layers[0].name if self.layers else "input"
             raise ValueError(f"{first} expects input of shape {shape_str(self.input_shape)}, "
                              f"got {tuple(X.shape)}")
-        if self.layers and self.layers[0].kind == "embedding":
+        if self._takes_token_ids:
             return X  # token ids stay integers
         return X.astype(self.dtype, copy=False)
 
+    def _checked_batch(self, X, name="X"):
+        """``_as_batch`` plus what guards ``fit``, ``evaluate`` and ``predict`` before any work.
+
+        Refuses a network without layers, an empty ``X`` and NaN or infinite
+        values (counted and located); warns when integer pixels above 1 go to
+        a network whose first layer is not an Embedding. ``name`` names ``X``
+        in the messages (``"X_val"`` for validation data).
+
+        Returns
+        -------
+        ndarray (N, *input_shape), the network's dtype (token ids stay as given)
+        """
+        self._require_layers()
+        X = np.asarray(X)
+        checks.require_samples(X, name, shape_str(self.input_shape))
+        if not self._takes_token_ids:
+            checks.warn_if_integer_pixels(X, name)
+        may_hold_nan = X.dtype.kind in "fc"  # integers cannot, and none overflows float32
+        X = self._as_batch(X)
+        if may_hold_nan:  # checked after the cast, so float64 values too large for float32 count too
+            checks.require_finite(X, name)
+        return X
+
+    @property
+    def _takes_token_ids(self):
+        """True when the first layer is an Embedding, which takes integer token ids."""
+        return bool(self.layers) and self.layers[0].kind == "embedding"
+
     def forward(self, X, training=False):
         """Run a batch ``X`` (N, *input_shape) through every layer; returns the output."""
-        if not self.layers:
-            raise ValueError("the network has no layers: add some first")
+        self._require_layers()
         out = self._as_batch(X)
         for layer in self.layers:
             out = layer.forward(out, training)
@@ -234,19 +266,33 @@ class Network:
 
     # -- using a trained network ---------------------------------------------
     def predict_proba(self, X, batch_size=1000):
-        """Outputs (class probabilities for a softmax net) for ``X``, in evaluation mode."""
-        X = self._as_batch(X)
-        return np.concatenate([self.forward(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+        """Outputs (class probabilities for a softmax net) for ``X`` (N, *input_shape), in evaluation mode.
+
+        Raises ``ValueError`` before any work for an empty ``X``, NaN or
+        infinite values, a wrong shape, or a network without layers.
+        """
+        return self._outputs(self._checked_batch(X), batch_size)
 
     def predict(self, X, batch_size=1000):
         """Class ids (N,): the argmax of the outputs, or ``output > 0.5`` for a single output."""
         return training.classes_of(self.predict_proba(X, batch_size))
 
     def evaluate(self, X, y, batch_size=1000):
-        """``{"loss": mean cost, "accuracy": fraction correct}`` on ``(X, y)``."""
-        X = self._as_batch(X)
+        """``{"loss": mean cost, "accuracy": fraction correct}`` on ``(X, y)``.
+
+        ``X`` and ``y`` are checked as in ``fit`` before any work.
+        """
+        X = self._checked_batch(X)
         targets, labels = training.prepare_targets(self, y, len(X))
-        out = self.predict_proba(X, batch_size)
+        return self._scores(X, targets, labels, batch_size)
+
+    def _outputs(self, X, batch_size):
+        """Outputs for an already checked ``X``, ``batch_size`` samples at a time."""
+        return np.concatenate([self.forward(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+
+    def _scores(self, X, targets, labels, batch_size=1000):
+        """``evaluate`` on already checked arrays (``fit`` calls it after each epoch)."""
+        out = self._outputs(X, batch_size)
         return {"loss": self.cost.value(out, targets),
                 "accuracy": float(np.mean(training.classes_of(out) == labels))}
 
@@ -258,13 +304,16 @@ class Network:
                             validation_data=validation_data, callbacks=callbacks,
                             shuffle=shuffle, verbose=verbose)
 
-    def stochastic_gradient_descent(self, training_data, epochs, mini_batch_size, eta, test_data=None):
+    def stochastic_gradient_descent(self, training_data, epochs, mini_batch_size, eta, test_data=None,
+                                    verbose=1):
         """The seed's trainer on lists of ``(x (784,1), one_hot (10,1))`` tuples.
 
         Prints ``Epoch e: Test_data: c / n Train Cost = ... Test Cost = ...``
-        per epoch (plain SGD with learning rate ``eta``); returns the history.
+        per epoch, counting from 0 as the seed did (plain SGD with learning
+        rate ``eta``); returns the history. ``verbose=0`` prints nothing.
         """
-        return training.seed_sgd(self, training_data, epochs, mini_batch_size, eta, test_data)
+        return training.seed_sgd(self, training_data, epochs, mini_batch_size, eta, test_data,
+                                 verbose=verbose)
 
     # -- inspection ----------------------------------------------------------------
     def summary(self):
@@ -312,10 +361,35 @@ class Network:
 
     @staticmethod
     def load(path):
-        """Load a network saved by ``save``, refusing anything but nnscratch and NumPy objects."""
+        """Load a network saved by ``save``, refusing anything but nnscratch and NumPy objects.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, a file written by ``save`` (or ``pickle.dump`` of a Network)
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path`` (an ``OSError``).
+        IsADirectoryError
+            ``path`` is a folder (an ``OSError``).
+        nnscratch.persistence.NotANetworkFileError
+            The file is not an nnscratch network file: empty, cut short, another
+            format (a PNG, text...), or a pickle of something else (a ``ValueError``).
+        UnsafePickleError
+            The pickle names code outside nnscratch and NumPy's array rebuilders;
+            nothing it names has run (a ``pickle.UnpicklingError`` and a ``ValueError``).
+
+        Other ``OSError`` s (permission denied, say) come through unchanged.
+        """
         net = persistence.load(path)
         if not isinstance(net, Network):
-            raise ValueError(f"{path} holds a {type(net).__name__}, not a Network")
+            raise persistence.NotANetworkFileError(
+                f"{path} is not an nnscratch network file: it holds a {type(net).__name__}, not a Network")
         return net
 
     def __getstate__(self):

@@ -1,10 +1,23 @@
 """Saving and loading networks with pickle, and loading them safely.
 
 ``pickle.load`` will call any function a file names, so a pickle from
-someone else can run any code. ``load`` uses a restricted unpickler: the
-only globals it will resolve are nnscratch's own classes (and the seed's cost
-functions) and the handful of NumPy callables that rebuild arrays, dtypes and
-random generators. Anything else is refused before it is called.
+someone else can run any code. ``load`` uses a restricted unpickler that
+resolves exactly these globals and refuses every other one before it is
+called (``UnsafePickleError``):
+
+- classes defined in nnscratch's own modules (``nnscratch.network.Network``,
+  the layers, costs, ...), looked up by their plain name in an nnscratch
+  module (no dotted paths through a module to something else);
+- the seed's four cost functions (``quadratic_cost``, ``quadratic_cost_prime``,
+  ``cross_entropy_cost``, ``cross_entropy_cost_prime_SM``);
+- NumPy's array machinery: ``numpy.ndarray``, ``numpy.dtype``, the
+  ``_reconstruct``, ``scalar`` and ``_frombuffer`` rebuilders (under both
+  ``numpy.core`` and ``numpy._core``), the scalar types float32, float64,
+  int64, int32, bool_ and uint8 and their ``numpy.dtypes`` classes.
+
+Nothing else: no NumPy random generators (a saved network stores its
+generator's state as a plain dict, see ``Network.__getstate__``), no
+builtins, no functions of other packages.
 """
 import os
 import pickle
@@ -25,8 +38,16 @@ _SEED_FUNCTIONS = {costs.quadratic_cost, costs.quadratic_cost_prime, costs.cross
                    costs.cross_entropy_cost_prime_SM}
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """The file names something outside nnscratch and NumPy's array machinery."""
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """The file names something outside nnscratch and NumPy's array machinery.
+
+    Also a ``ValueError``, so one ``except ValueError`` catches every file
+    that is not a loadable network.
+    """
+
+
+class NotANetworkFileError(ValueError):
+    """The file is not an nnscratch network file: empty, cut short, or another format."""
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -56,14 +77,56 @@ def save(obj, path):
 
 
 def load(path):
-    """Unpickle ``path`` with ``SafeUnpickler``; raises ``UnsafePickleError`` on anything else."""
-    with open(path, "rb") as f:
+    """Unpickle ``path`` with ``SafeUnpickler``.
+
+    Raises ``FileNotFoundError`` or ``IsADirectoryError`` when ``path`` is not
+    a file, ``UnsafePickleError`` when the pickle names anything but nnscratch
+    and NumPy's array rebuilders, and ``NotANetworkFileError`` (a ``ValueError``)
+    for anything else that does not load: an empty file, a cut-short pickle,
+    a PNG or a text file. Each message names the file.
+    """
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder, not an nnscratch network file")
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no network file at {path}: check the path (a network is written "
+                                f"by net.save(path))") from None
+    with f:
+        head = f.read(16)
+        if not head:
+            raise NotANetworkFileError(f"{path} is empty (0 bytes), not an nnscratch network file")
+        f.seek(0)
         try:
             return SafeUnpickler(f).load()
         except UnsafePickleError:
             raise
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
-            raise ValueError(f"{path} is not a readable nnscratch network: {e}") from e
+        except Exception as e:  # a damaged or foreign file can fail in many ways; each means the same
+            raise NotANetworkFileError(f"{path} is not an nnscratch network file: "
+                                       f"{_what_it_looks_like(head, e)}") from e
 
 
-__all__ = ["save", "load", "SafeUnpickler", "UnsafePickleError"]
+# The first bytes of formats people mistake for a network file.
+_MAGIC = [(b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+          (b"\x1f\x8b", "gzip-compressed data"), (b"PK\x03\x04", "a zip archive (an .npz?)"),
+          (b"\x93NUMPY", "a NumPy .npy array")]
+
+
+def _what_it_looks_like(head, error):
+    """A short guess at what a file that failed to unpickle holds, from its first bytes."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return f"it is {kind}"
+    if head.startswith(b"\x80"):  # the PROTO opcode that starts every pickle of protocol 2 or later
+        return (f"it is a pickle that does not load ({type(error).__name__}: {error}): "
+                f"cut short, damaged, or written by another version of nnscratch")
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c.isprintable() or c.isspace() for c in text):
+        return f"it holds text ({text!r}...)"
+    return f"its first bytes are {head[:8]!r} ({type(error).__name__}: {error})"
+
+
+__all__ = ["save", "load", "SafeUnpickler", "UnsafePickleError", "NotANetworkFileError"]

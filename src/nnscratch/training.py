@@ -3,12 +3,15 @@
 ``fit`` runs, per mini-batch: forward (training mode), cost, backward, one
 optimizer step. It guards the run:
 
-- labels are checked (length, range, shape) before the first batch;
+- the data is checked before the first batch: no samples, NaN or infinite
+  values, labels that are not class ids, malformed validation data and a
+  network without layers are refused with a ``ValueError`` (see ``checks``);
 - a non-finite cost stops training with ``TrainingDiverged`` naming the epoch
   and batch, and the network keeps the last weights whose cost was finite;
 - Ctrl-C stops at the next batch boundary and returns the history so far.
 """
 import math
+import numbers
 import signal
 import sys
 import threading
@@ -16,6 +19,7 @@ import time
 
 import numpy as np
 
+from . import checks
 from .callbacks import Callback
 from .layers.base import shape_matches, shape_str
 from .optimizers import SGD, get_optimizer
@@ -41,6 +45,25 @@ class History(dict):
     def epochs(self):
         return len(self["loss"])
 
+    def columns(self):
+        """The records with one value per epoch, in order: ``loss``, ``accuracy``,
+        ``val_loss`` and ``val_accuracy`` (with validation data), ``time``, ``lr``,
+        then any list of the same length a user added (``history["bits_per_character"]``).
+        """
+        return [key for key, values in self.items()
+                if isinstance(values, (list, tuple, np.ndarray)) and len(values) == self.epochs
+                and (self.has_validation or not key.startswith("val_"))]
+
+    def to_dataframe(self):
+        """A pandas DataFrame with one row per epoch: an ``epoch`` column (from 1)
+        and the ``columns()``. pandas is imported here, only when asked for.
+        """
+        import pandas as pd
+
+        frame = pd.DataFrame({key: list(self[key]) for key in self.columns()})
+        frame.insert(0, "epoch", range(1, self.epochs + 1))
+        return frame
+
 
 # -- targets ------------------------------------------------------------------
 def classes_of(out):
@@ -48,21 +71,27 @@ def classes_of(out):
     return (out[..., 0] > 0.5).astype(np.int64) if out.shape[-1] == 1 else out.argmax(axis=-1)
 
 
-def prepare_targets(net, y, n):
+def prepare_targets(net, y, n, name="y"):
     """Check labels against the network and return ``(targets float, labels int)``.
 
     ``y`` may hold integer class ids, one per prediction ((N,) for an output
     (N, K), (N, T) for a sequence output (N, T, K)), or one-hot / real targets
-    shaped like the output.
+    shaped like the output. Strings, non-integer class ids, NaN or infinite
+    targets, a wrong length or shape raise ``ValueError`` naming ``name``.
     """
-    y = np.asarray(y)
     out_shape = net.output_shape
     k = out_shape[-1]
+    y = _numeric_labels(np.asarray(y), out_shape, name)
+    if y.ndim == 0:
+        raise ValueError(f"{name} must hold one label per sample, got the single value {y.item()!r}")
     if len(y) != n:
         raise ValueError(f"got {n} samples but {len(y)} labels")
+    checks.require_finite(y, name)
     id_shape = (n,) + out_shape[:-1]
     is_ids = shape_matches(y.shape, id_shape)
-    integral = np.issubdtype(y.dtype, np.integer) or (is_ids and k > 1 and np.all(np.mod(y, 1) == 0))
+    if is_ids and k > 1 and not np.issubdtype(y.dtype, np.integer):
+        _require_integral(y, out_shape, name)
+    integral = np.issubdtype(y.dtype, np.integer) or (is_ids and k > 1)
     if is_ids and integral:
         id_shape = y.shape
         y = y.astype(np.int64)
@@ -83,6 +112,45 @@ def prepare_targets(net, y, n):
                          f"{shape_str(out_shape)}, got {tuple(y.shape)}")
     targets = y.astype(net.dtype, copy=False)
     return targets, classes_of(targets)
+
+
+def _class_ids_wanted(out_shape):
+    return f"labels must be integer class ids in [0, {max(out_shape[-1], 2) - 1}]"
+
+
+def _numeric_labels(y, out_shape, name):
+    """``y`` as a numeric array; strings and other objects are refused, showing one of them."""
+    if y.dtype.kind in "biuf":
+        return y
+    if y.dtype.kind == "O":
+        odd = [v for v in y.flat if not isinstance(v, numbers.Real)][:1]
+        if not odd:  # Python numbers in an object array
+            return y.astype(np.float64)
+        odd = odd[0]
+    else:
+        odd = y.reshape(-1)[0].item() if y.size else None
+    raise ValueError(f"{name}: {_class_ids_wanted(out_shape)} (or one-hot / real targets), got "
+                     f"values such as {odd!r} (dtype {y.dtype}); map class names "
+                     f"to ids first, e.g. names, {name} = np.unique({name}, return_inverse=True)")
+
+
+def _require_integral(y, out_shape, name):
+    """Refuse real numbers where class ids are expected, showing the first one."""
+    fractional = np.mod(y, 1) != 0
+    if fractional.any():
+        first = np.unravel_index(int(np.argmax(fractional)), y.shape)
+        raise ValueError(f"{name}: {_class_ids_wanted(out_shape)} for an output of shape "
+                         f"{shape_str(out_shape)}, got non-integer values such as {y[first].item()!r} "
+                         f"(first at {checks.describe_index(first)})")
+
+
+def _validation_pair(validation_data):
+    """``(X_val, y_val)`` from ``validation_data``, refusing anything that is not a pair."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        got = (f"a {type(validation_data).__name__} of length {len(validation_data)}"
+               if hasattr(validation_data, "__len__") else f"a {type(validation_data).__name__}")
+        raise ValueError(f"validation_data must be a pair (X_val, y_val), got {got}")
+    return validation_data
 
 
 # -- Ctrl-C at a batch boundary ----------------------------------------------------
@@ -110,14 +178,24 @@ class _StopOnInterrupt:
         return False
 
 
-def _progress(total, epoch, epochs, verbose):
-    if verbose < 1:
+def _is_terminal(stream):
+    """Is ``stream`` a terminal? Redirected to a file or a pipe, it is not."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+def _progress(total, label, verbose):
+    """A tqdm bar over ``total`` batches on stderr, titled ``label``; None when
+    ``verbose`` is 0 or stderr is not a terminal (so no ``\\r`` frames reach a log file)."""
+    if verbose < 1 or not _is_terminal(sys.stderr):
         return None
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is in requirements.txt; train without a bar if it is missing
         return None
-    return tqdm(total=total, desc=f"Epoch {epoch}/{epochs}", unit="batch", leave=False,
+    return tqdm(total=total, desc=label, unit="batch", leave=False,
                 mininterval=0.25, file=sys.stderr, dynamic_ncols=True)
 
 
@@ -144,7 +222,7 @@ def _check_batchnorm_batches(net, n, batch_size):
 
 
 def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None, callbacks=(),
-        shuffle=True, verbose=1):
+        shuffle=True, verbose=1, *, _epoch_label=None):
     """Train ``net`` on ``(X, y)`` with mini-batches; returns a ``History``.
 
     Parameters
@@ -156,7 +234,26 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     validation_data : (X_val, y_val), optional; evaluated after each epoch
     callbacks : list of ``Callback``
     shuffle : bool; reshuffle every epoch with the network's generator
-    verbose : 0 silent, 1 a progress bar and one line per epoch, 2 the bar only
+    verbose : 0 silent, 1 a progress bar and one line per epoch, 2 the bar only.
+        The bar is drawn only when stderr is a terminal: redirected to a log
+        file, verbose=1 gives one line per epoch and no ``\\r`` frames.
+    _epoch_label : function epoch -> str, private
+        How the bar and the epoch line name an epoch (1-based), by default
+        ``"Epoch 3/20"``; the seed's interface counts from 0 (``"Epoch 2"``).
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    ValueError
+        Before any work, for a network without layers, empty data, NaN or
+        infinite values in X, X_val or real-valued targets, labels that are not
+        class ids, or validation data that is not a pair ``(X_val, y_val)``.
+    TrainingDiverged
+        When the cost becomes NaN or infinite; the network keeps the last
+        weights whose cost was finite.
 
     The reported training loss and accuracy are the means over the epoch's
     mini-batches (computed on the fly, as the weights change), plus the
@@ -164,11 +261,13 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     """
     if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive integers, got {epochs!r}, {batch_size!r}")
-    X = net._as_batch(X)
-    targets, labels = prepare_targets(net, y, len(X))
+    label = _epoch_label or (lambda e: f"Epoch {e}/{epochs}")
+    X = net._checked_batch(X, "X")
+    targets, labels = prepare_targets(net, y, len(X), "y")
     if validation_data is not None:
-        X_val = net._as_batch(validation_data[0])
-        val_targets, _ = prepare_targets(net, validation_data[1], len(X_val))
+        X_val, y_val = _validation_pair(validation_data)
+        X_val = net._checked_batch(X_val, "X_val")
+        val_targets, val_labels = prepare_targets(net, y_val, len(X_val), "y_val")
     optimizer = SGD(lr=0.01) if optimizer is None else get_optimizer(optimizer)
     params = net.parameters()
     _check_batchnorm_batches(net, len(X), batch_size)
@@ -190,7 +289,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
             for cb in callbacks:
                 cb.on_epoch_begin(net, epoch)
             order = net.rng.permutation(n) if shuffle else np.arange(n)
-            bar = _progress(n_batches, epoch, epochs, verbose)
+            bar = _progress(n_batches, label(epoch), verbose)
             loss_sum, correct, seen, predictions = 0.0, 0, 0, 0
             start = time.perf_counter()
             for b in range(n_batches):
@@ -227,14 +326,14 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
             history["time"].append(elapsed)
             history["lr"].append(optimizer.lr)
             if validation_data is not None:
-                v = net.evaluate(X_val, val_targets)
+                v = net._scores(X_val, val_targets, val_labels)
                 history["val_loss"].append(v["loss"])
                 history["val_accuracy"].append(v["accuracy"])
             if interrupt.requested:
                 history.interrupted = True
                 break
             if verbose == 1:
-                print(_epoch_line(history, epoch, epochs))
+                print(_epoch_line(history, label(epoch)))
             for cb in callbacks:
                 cb.on_epoch_end(net, epoch, history)
             if net.stop_training:
@@ -244,8 +343,8 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     return history
 
 
-def _epoch_line(history, epoch, epochs):
-    line = (f"Epoch {epoch}/{epochs}: loss {history['loss'][-1]:.4f} "
+def _epoch_line(history, label):
+    line = (f"{label}: loss {history['loss'][-1]:.4f} "
             f"accuracy {history['accuracy'][-1]:.4f}")
     if history["val_loss"]:
         line += f" val_loss {history['val_loss'][-1]:.4f} val_accuracy {history['val_accuracy'][-1]:.4f}"
@@ -266,6 +365,11 @@ def tuples_to_arrays(data):
     return X, Y
 
 
+def _seed_epoch_label(epoch):
+    """The seed counted epochs from 0: fit's epoch 1 is the seed's ``Epoch 0``."""
+    return f"Epoch {epoch - 1}"
+
+
 class _SeedEpochPrinter(Callback):
     """Prints the seed's line, epochs counted from 0 as the seed did:
     ``Epoch 3: Test_data: 9609 / 10000 Train Cost = ... Test Cost = ...``."""
@@ -274,18 +378,24 @@ class _SeedEpochPrinter(Callback):
         self.n_test = n_test
 
     def on_epoch_end(self, net, epoch, history):
+        label = _seed_epoch_label(epoch)
         if self.n_test:
             correct = round(history["val_accuracy"][-1] * self.n_test)
-            print(f"Epoch {epoch - 1}: Test_data: {correct} / {self.n_test} Train Cost = "
+            print(f"{label}: Test_data: {correct} / {self.n_test} Train Cost = "
                   f"{history['loss'][-1]:.6f} Test Cost = {history['val_loss'][-1]:.6f}")
         else:
-            print(f"Epoch {epoch - 1}: Train Cost = {history['loss'][-1]:.6f}")
+            print(f"{label}: Train Cost = {history['loss'][-1]:.6f}")
 
 
 def seed_sgd(net, training_data, epochs, mini_batch_size, eta, test_data=None, verbose=1):
-    """``Network.stochastic_gradient_descent``: plain SGD on the seed's tuple lists."""
+    """``Network.stochastic_gradient_descent``: plain SGD on the seed's tuple lists.
+
+    ``verbose=1`` prints the seed's line per epoch (and a bar on a terminal,
+    titled like the line); ``verbose=0`` prints nothing.
+    """
     X, Y = tuples_to_arrays(training_data)
     validation = tuples_to_arrays(test_data) if test_data else None
-    printer = _SeedEpochPrinter(len(test_data) if test_data else 0)
+    printers = [_SeedEpochPrinter(len(test_data) if test_data else 0)] if verbose else []
     return fit(net, X, Y, epochs=epochs, batch_size=mini_batch_size, optimizer=SGD(lr=eta),
-               validation_data=validation, callbacks=[printer], verbose=2 if verbose else 0)
+               validation_data=validation, callbacks=printers, verbose=2 if verbose else 0,
+               _epoch_label=_seed_epoch_label)
