@@ -18,6 +18,18 @@ def mlp50():
     return Network.load(MLP50)
 
 
+SHIPPED = sorted(name for name in os.listdir(os.path.join(ROOT, "pre-trained")) if not name.startswith("."))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_file_loads_with_the_safe_loader(name):
+    net = Network.load(os.path.join(ROOT, "pre-trained", name))
+    assert net.layers and net.parameters()
+    batch = np.zeros((2,) + tuple(4 if s is None else s for s in net.input_shape),
+                     dtype=np.int64 if net.layers[0].kind == "embedding" else np.float32)
+    assert np.all(np.isfinite(net.predict_proba(batch)))
+
+
 def test_shipped_mlp50_reaches_the_seeds_accuracy(mlp50):
     _, _, X_test, y_test = load_mnist()
     accuracy = np.mean(mlp50.predict(X_test) == y_test)
@@ -89,3 +101,12 @@ def test_shipped_character_model_beats_two_bits_per_character_on_held_out_text()
     held_out = vocab.encode(corpus)[int(len(corpus) * 0.9):]     # as build_network.py charlm holds out
     uniform = np.log2(len(vocab))                                  # 6.2 bits for 74 characters
     assert text.bits_per_character(net, held_out[:20000]) < min(2.0, uniform)
+
+
+def test_shipped_cluster_classifier_tells_the_seeds_clusters_apart():
+    from nnscratch import gen_clusters
+    net = Network.load(os.path.join(ROOT, "pre-trained", "clusters.pickle"))
+    _, test_data, choices = gen_clusters()
+    correct = sum(int(np.argmax(net.forward_pass(x)) == np.argmax(t)) for x, t in test_data)
+    assert correct / len(test_data) >= 0.99                       # the README reports 749 / 750
+    assert choices[np.argmax(net.forward_pass(np.array([[150 / 500], [150 / 500]])))] == "red"
