@@ -1,8 +1,11 @@
-"""Tests for nnscratch.digit_image (MNIST-style preprocessing of PNG digits)."""
+"""Tests for nnscratch.digit_image (MNIST-style preprocessing of digit images)."""
 
 import functools
 import gzip
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,17 +130,82 @@ def test_blank_image_raises(tmp_path):
         preprocess_digit_array(np.zeros((28, 28)))
 
 
-def test_non_png_raises(tmp_path):
+def test_files_that_are_not_images_raise_naming_the_file(tmp_path):
     text = tmp_path / "not_an_image.png"
     text.write_bytes(b"this is just some text, not a PNG\n")
-    with pytest.raises(ValueError, match="not_an_image.png"):
+    with pytest.raises(ValueError, match="not_an_image.png.*not an image"):
         load_digit_image(text)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.jpg.*not an image"):
+        load_digit_image(empty)
+    whole = save(draw_seven(), tmp_path, "whole.png").read_bytes()
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(ValueError, match="truncated.png.*cannot read"):
+        load_digit_image(truncated)
+    with pytest.raises(ValueError, match="missing.png.*no such file"):
+        load_digit_image(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match="directory"):
+        load_digit_image(tmp_path)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("JPEG", ".jpg"), ("BMP", ".bmp"), ("GIF", ".gif"),
+                                         ("TIFF", ".tif"), ("WEBP", ".webp"), ("PPM", ".ppm")])
+def test_any_format_pillow_reads_gives_the_same_digit(tmp_path, fmt, suffix):
+    Image.init()  # registers every format plugin, so SAVE lists them all
+    if fmt not in Image.SAVE:
+        pytest.skip(f"this Pillow cannot write {fmt}")
+    reference = load_digit_image(save(draw_seven(), tmp_path, "reference.png"))
+    path = tmp_path / f"seven{suffix}"
+    draw_seven().save(path, format=fmt)
+    assert np.corrcoef(load_digit_image(path), reference)[0, 1] > 0.99  # JPEG, WebP are lossy
+
+
+def test_the_format_is_read_from_the_content_not_the_name(tmp_path):
+    reference = load_digit_image(save(draw_seven(), tmp_path, "reference.png"))
     jpeg = tmp_path / "really_a_jpeg.png"
     draw_seven().save(jpeg, format="JPEG")
-    with pytest.raises(ValueError, match="really_a_jpeg.png.*not a PNG"):
-        load_digit_image(jpeg)
-    with pytest.raises(ValueError, match="missing.png"):
-        load_digit_image(tmp_path / "missing.png")
+    assert np.corrcoef(load_digit_image(jpeg), reference)[0, 1] > 0.99
+
+
+def test_16_bit_images_are_scaled_by_their_range(tmp_path):
+    reference = load_digit_image(save(draw_seven(), tmp_path, "reference.png"))
+    sixteen = np.asarray(draw_seven(), dtype=np.uint16) * 257   # 0..255 -> 0..65535
+    path = tmp_path / "sixteen.png"
+    Image.fromarray(sixteen).save(path)
+    np.testing.assert_allclose(load_digit_image(path), reference, atol=1e-6)
+
+
+def test_an_animation_is_read_at_its_first_frame(tmp_path):
+    reference = load_digit_image(save(draw_seven(), tmp_path, "reference.png"))
+    path = tmp_path / "animated.gif"
+    blank = Image.new("L", (200, 200), 255)
+    draw_seven().save(path, save_all=True, append_images=[blank], duration=100)
+    np.testing.assert_allclose(load_digit_image(path), reference, atol=1e-3)
+
+
+def test_a_photo_is_turned_upright_by_its_exif_orientation(tmp_path):
+    reference = load_digit_image(save(draw_seven(), tmp_path, "reference.png"))
+    sideways = draw_seven().rotate(90, expand=True)   # as the sensor saw it
+    exif = Image.Exif()
+    exif[0x0112] = 6                                  # Orientation: turn 90 degrees clockwise to view
+    path = tmp_path / "phone.jpg"
+    sideways.save(path, exif=exif)
+    assert np.corrcoef(load_digit_image(path), reference)[0, 1] > 0.99
+    sideways.save(path)                               # without the note it is read sideways
+    assert np.corrcoef(load_digit_image(path), reference)[0, 1] < 0.5
+
+
+def test_without_pillow_import_works_and_reading_says_pillow_is_needed():
+    code = ("import sys; sys.modules['PIL'] = None; import nnscratch\n"
+            "try:\n    nnscratch.load_digit_image(sys.argv[1])\n"
+            "except ImportError as err:\n    print(err)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    out = subprocess.run([sys.executable, "-c", code, str(DRAWN_PNGS[0])], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Pillow" in out.stdout and "pip install Pillow" in out.stdout
 
 
 def test_example_files_exist():

@@ -2,7 +2,7 @@
 
 - Every ```python block runs on its own, as a user who saves it as a script
   would run it (a fresh namespace, in an empty folder), with small sizes:
-  MNIST is cut to its first 1,000 training and 500 test images and every
+  MNIST is cut to its first 500 training and 250 test images and every
   training run to one epoch (``load_mnist``, ``get_mnist``, ``fit`` and
   ``stochastic_gradient_descent`` are wrapped to do so).
 - Every ``python src/build_network.py ...`` line of a ```bash block runs
@@ -38,17 +38,17 @@ COMMANDS = [line.split("  #")[0].strip() for lang, code in BLOCKS if lang == "ba
 
 @pytest.fixture
 def small_sizes(monkeypatch):
-    """MNIST cut to 1,000 + 500 images, every training run to one epoch."""
+    """MNIST cut to 500 + 250 images, every training run to one epoch."""
     load_mnist, get_mnist = nnscratch.load_mnist, nnscratch.get_mnist
     fit, sgd = Network.fit, Network.stochastic_gradient_descent
 
     def small_mnist(*args, **kwargs):
         X_train, y_train, X_test, y_test = load_mnist(*args, **kwargs)
-        return X_train[:1000], y_train[:1000], X_test[:500], y_test[:500]
+        return X_train[:500], y_train[:500], X_test[:250], y_test[:250]
 
     def small_tuples(*args, **kwargs):
         training, test = get_mnist(*args, **kwargs)
-        return training[:1000], test[:500]
+        return training[:500], test[:250]
 
     def one_epoch_fit(self, X, y, epochs=1, *args, **kwargs):
         return fit(self, X, y, 1, *args, **kwargs)
