@@ -54,8 +54,8 @@ class EvaluateEachEpoch(nnscratch.Callback):
     def __init__(self, X, y):
         self.X, self.y, self.loss, self.accuracy = X, y, [], []
 
-    def on_epoch_end(self, net, epoch, history):
-        result = net.evaluate(self.X, self.y)
+    def on_epoch_end(self, run):
+        result = run.net.evaluate(self.X, self.y)
         self.loss.append(result["loss"])
         self.accuracy.append(result["accuracy"])
 

@@ -213,12 +213,12 @@ def train_charlm(args):
     bits = []
 
     class Report(Callback):
-        def on_epoch_begin(self, net, epoch):
-            net.reset_state()
+        def on_epoch_begin(self, run):
+            run.net.reset_state()
 
-        def on_epoch_end(self, net, epoch, history):
-            bits.append(text.bits_per_character(net, held_out))
-            sample = text.sample(net, vocab, "1:1 ", 240, 0.7, np.random.default_rng(epoch))
+        def on_epoch_end(self, run):
+            bits.append(text.bits_per_character(run.net, held_out))
+            sample = text.sample(run.net, vocab, "1:1 ", 240, 0.7, np.random.default_rng(run.epoch))
             say(args, f"  held-out: {bits[-1]:.3f} bits per character; sample at temperature 0.7:",
                 "  " + sample.replace("\n", "\n  "))
 

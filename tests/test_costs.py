@@ -5,16 +5,15 @@ import math
 import warnings
 
 import numpy as np
-from reference import central_difference, rel_err
+from conftest import TOL, central_difference, rel_err
 import pytest
 
 from nnscratch import costs, gradcheck
-from nnscratch.costs import (BinaryCrossEntropy, CrossEntropy, Quadratic, cross_entropy_cost,
-                             cross_entropy_cost_prime_SM, get_cost, quadratic_cost,
+from nnscratch.costs import (BinaryCrossEntropy, CrossEntropy, CrossEntropyLogits, Quadratic,
+                             cross_entropy_cost, cross_entropy_cost_prime_SM, get_cost, quadratic_cost,
                              quadratic_cost_prime)
 from nnscratch.layers import Sigmoid, Softmax
 
-TOL = 1e-7
 
 
 def softmax_rows(z):
@@ -95,10 +94,13 @@ def cost_example(cost, shape, seed):
         return a, t
     if isinstance(cost, BinaryCrossEntropy):
         return rng.uniform(0.05, 0.95, shape), rng.integers(0, 2, shape).astype(float)
+    if isinstance(cost, CrossEntropyLogits):  # logits of any size, one-hot targets
+        return 4.0 * rng.standard_normal(shape), one_hot(rng.integers(0, k, n), k)
     return rng.standard_normal(shape), rng.standard_normal(shape)
 
 
-@pytest.mark.parametrize("cost", [Quadratic(), CrossEntropy(), BinaryCrossEntropy()], ids=repr)
+@pytest.mark.parametrize("cost", [Quadratic(), CrossEntropy(), BinaryCrossEntropy(), CrossEntropyLogits()],
+                         ids=repr)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_gradient_matches_central_differences(cost, shape):
     a, t = cost_example(cost, shape, seed=sum(shape))
@@ -134,7 +136,7 @@ def test_softmax_cross_entropy_fused_gradient(shape):
     layer = Softmax()
     layer.build(shape[1:], np.random.default_rng(0), np.float64)
     fused = cost.fused_gradient(layer.forward(z), t)
-    assert cost.fuses_with == "softmax"
+    assert cost.fuses_with is Softmax and cost.fuses_with_layer(layer)
     assert rel_err(fused, num) < TOL
     # the closed form (softmax(z) - t) / N, from the definition
     np.testing.assert_allclose(fused, (softmax_rows(z) - t) / shape[0], rtol=1e-12, atol=1e-15)
@@ -150,7 +152,7 @@ def test_sigmoid_binary_cross_entropy_fused_gradient(shape):
     layer = Sigmoid()
     layer.build(shape[1:], np.random.default_rng(0), np.float64)
     fused = cost.fused_gradient(layer.forward(z), t)
-    assert cost.fuses_with == "sigmoid"
+    assert cost.fuses_with is Sigmoid and cost.fuses_with_layer(layer)
     assert rel_err(fused, num) < TOL
 
 
@@ -170,6 +172,62 @@ def test_fused_equals_chain_through_activation_backward():
     a = sg.forward(z)
     chained = sg.backward(BinaryCrossEntropy().gradient(a, tb))
     np.testing.assert_allclose(BinaryCrossEntropy().fused_gradient(a, tb), chained, rtol=1e-10, atol=1e-15)
+
+
+# -- cross-entropy on logits: the softmax inside the cost ------------------------------
+def logits_example(shape, seed, soft=False):
+    rng = np.random.default_rng(seed)
+    z = 3.0 * rng.standard_normal(shape)
+    if soft:
+        return z, softmax_rows(rng.standard_normal(shape))
+    t = np.zeros(shape)
+    np.put_along_axis(t, rng.integers(0, shape[-1], shape[:-1] + (1,)), 1.0, axis=-1)
+    return z, t
+
+
+@pytest.mark.parametrize("shape", [(1, 2), (3, 4), (8, 10), (2, 5, 7)], ids=str)
+def test_cross_entropy_on_logits_is_cross_entropy_after_a_softmax(shape):
+    """Value: the mean over the N (or N·T) predictions of -Σ t log softmax(z);
+    gradient: (softmax(z) - t) / N for one-hot targets."""
+    z, t = logits_example(shape, seed=shape[-1])
+    cost, rows = CrossEntropyLogits(), int(np.prod(shape[:-1]))
+    expected = -np.sum(t * np.log(softmax_rows(z))) / rows
+    assert cost.value(z, t) == pytest.approx(expected, rel=1e-12)
+    assert cost.value(z, t) == pytest.approx(CrossEntropy().value(softmax_rows(z), t), rel=1e-12)
+    np.testing.assert_allclose(cost.gradient(z, t), (softmax_rows(z) - t) / rows, rtol=1e-12, atol=1e-15)
+    assert rel_err(cost.gradient(z, t), central_difference(lambda v: cost.value(v, t), z)) < TOL
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (2, 3, 5)], ids=str)
+def test_cross_entropy_on_logits_with_soft_targets_matches_central_differences(shape):
+    z, t = logits_example(shape, seed=7, soft=True)
+    assert gradcheck.check_cost(CrossEntropyLogits(), z, t) < TOL
+    t = 0.5 * t  # rows that do not sum to 1: the gradient is s·softmax(z) - t, s = Σ_k t_k
+    assert gradcheck.check_cost(CrossEntropyLogits(), z, t) < TOL
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cross_entropy_on_logits_is_exact_at_extreme_logits(strict_fp, dtype):
+    """No overflow, and a confidently wrong prediction costs its full margin
+    (2000 here), where log of a rounded-to-0 probability would be floored."""
+    z = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 0.0], [1000.0, -1000.0, 0.0]], dtype=dtype)
+    t = one_hot([0, 1, 1], 3).astype(dtype)
+    cost = CrossEntropyLogits()
+    assert cost.value(z, t) == pytest.approx(2000.0 / 3, rel=1e-6)
+    assert cost.value(z[:2], t[:2]) == pytest.approx(0.0, abs=1e-12)
+    g = cost.gradient(z, t)
+    assert g.dtype == dtype and np.all(np.isfinite(g))
+    np.testing.assert_allclose(g, (one_hot([0, 1, 0], 3) - t) / 3, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(cost.probabilities(z), one_hot([0, 1, 0], 3), atol=0)
+
+
+def test_only_the_probability_costs_fuse_with_an_output_layer():
+    layers = {cls: cls() for cls in (Softmax, Sigmoid)}
+    assert [cls for cls, layer in layers.items() if CrossEntropy().fuses_with_layer(layer)] == [Softmax]
+    assert [cls for cls, layer in layers.items() if BinaryCrossEntropy().fuses_with_layer(layer)] == [Sigmoid]
+    for cost in (Quadratic(), CrossEntropyLogits()):
+        assert not any(cost.fuses_with_layer(layer) for layer in layers.values())
+    assert get_cost(cross_entropy_cost, cross_entropy_cost_prime_SM).fuses_with_layer(layers[Softmax])
 
 
 # -- numerical stability at extreme logits ------------------------------------------
@@ -262,7 +320,8 @@ def test_seed_cross_entropy_cost(column_example):
 
 # -- get_cost ----------------------------------------------------------------------
 @pytest.mark.parametrize("name,cls", [("quadratic", Quadratic), ("cross_entropy", CrossEntropy),
-                                      ("binary_cross_entropy", BinaryCrossEntropy)])
+                                      ("binary_cross_entropy", BinaryCrossEntropy),
+                                      ("cross_entropy_logits", CrossEntropyLogits)])
 def test_get_cost_by_name_class_instance(name, cls):
     assert type(get_cost(name)) is cls
     assert type(get_cost(cls)) is cls
@@ -293,9 +352,9 @@ def test_get_cost_unknown_name_lists_choices():
         get_cost("hinge")
     msg = str(info.value)
     assert "hinge" in msg
-    for name in ("quadratic", "cross_entropy", "binary_cross_entropy"):
+    for name in ("quadratic", "cross_entropy", "binary_cross_entropy", "cross_entropy_logits"):
         assert name in msg
-    assert set(costs.COSTS) == {"quadratic", "cross_entropy", "binary_cross_entropy"}
+    assert set(costs.COSTS) == {"quadratic", "cross_entropy", "binary_cross_entropy", "cross_entropy_logits"}
 
 
 def test_get_cost_rejects_non_cost():

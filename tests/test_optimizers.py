@@ -7,6 +7,8 @@ import pytest
 from nnscratch.layers import Parameter
 from nnscratch.optimizers import SGD, Adam, AdamW, RMSprop, get_optimizer
 
+from conftest import central_difference
+
 RTOL = 1e-12
 ATOL = 1e-15
 STEPS = 5
@@ -296,14 +298,7 @@ def test_sgd_decay_is_gradient_of_penalty():
     W = Parameter(rng.standard_normal(4), "W")
     W.grad = np.zeros(4)
     opt = SGD(lr=1.0, weight_decay=0.3)
-    eps = 1e-6
-    num = np.zeros(4)
-    for i in range(4):
-        d = np.zeros(4)
-        d[i] = eps
-        plus = opt.penalty([Parameter(W.data + d, "W")])
-        minus = opt.penalty([Parameter(W.data - d, "W")])
-        num[i] = (plus - minus) / (2 * eps)
+    num = central_difference(lambda v: opt.penalty([Parameter(v, "W")]), W.data.copy())
     theta = W.data.copy()
     opt.step([W])
     np.testing.assert_allclose(theta - W.data, num, rtol=1e-7)

@@ -54,8 +54,8 @@ class Snapshots(Callback):
     def __init__(self):
         self.snaps = {}
 
-    def on_epoch_end(self, net, epoch, history):
-        self.snaps[epoch] = weights(net)
+    def on_epoch_end(self, run):
+        self.snaps[run.epoch] = weights(run.net)
 
 
 class ScriptedValLoss(Callback):
@@ -65,8 +65,8 @@ class ScriptedValLoss(Callback):
     def __init__(self, values, key="val_loss"):
         self.values, self.key = list(values), key
 
-    def on_epoch_end(self, net, epoch, history):
-        history[self.key][-1] = self.values[epoch - 1]
+    def on_epoch_end(self, run):
+        run.history[self.key][-1] = self.values[run.epoch - 1]
 
 
 # -- learning-rate schedules ------------------------------------------------------------
@@ -77,16 +77,16 @@ class LrProbe(Callback):
     def __init__(self):
         self.lrs, self.max_step_error = {}, 0.0
 
-    def on_epoch_begin(self, net, epoch):
-        self.before = weights(net)
+    def on_epoch_begin(self, run):
+        self.before = weights(run.net)
 
-    def on_batch_end(self, net, epoch, batch, loss):
-        lr = net.optimizer.lr
-        self.lrs.setdefault(epoch, set()).add(lr)
-        for p, old in zip(net.parameters(), self.before):
+    def on_batch_end(self, run):
+        lr = run.optimizer.lr
+        self.lrs.setdefault(run.epoch, set()).add(lr)
+        for p, old in zip(run.net.parameters(), self.before):
             error = float(np.max(np.abs((old - p.data) - lr * p.grad)))
             self.max_step_error = max(self.max_step_error, error)
-        self.before = weights(net)
+        self.before = weights(run.net)
 
 
 SCHEDULES = [
@@ -163,10 +163,10 @@ class OutputSnapshots(Callback):
     def __init__(self, X):
         self.X, self.outputs, self.running = X, {}, {}
 
-    def on_epoch_end(self, net, epoch, history):
-        self.outputs[epoch] = net.predict_proba(self.X)
-        self.running[epoch] = [(l.running_mean.copy(), l.running_var.copy())
-                               for l in net.layers if hasattr(l, "running_mean")]
+    def on_epoch_end(self, run):
+        self.outputs[run.epoch] = run.net.predict_proba(self.X)
+        self.running[run.epoch] = [(l.running_mean.copy(), l.running_var.copy())
+                                   for l in run.net.layers if hasattr(l, "running_mean")]
 
 
 def test_early_stopping_restores_batchnorm_running_statistics_too():
@@ -241,9 +241,9 @@ class CheckpointProbe(Callback):
     def __init__(self, path):
         self.path, self.saved = path, {}
 
-    def on_epoch_end(self, net, epoch, history):
+    def on_epoch_end(self, run):
         if self.path.exists():
-            self.saved[epoch] = weights(Network.load(self.path))
+            self.saved[run.epoch] = weights(Network.load(self.path))
             self.path.unlink()
 
 
@@ -382,18 +382,18 @@ class ClipProbe(Callback):
         self.lr, self.clip = lr, clip
         self.applied, self.raw, self.max_error = [], [], 0.0
 
-    def on_epoch_begin(self, net, epoch):
-        self.before = weights(net)
+    def on_epoch_begin(self, run):
+        self.before = weights(run.net)
 
-    def on_batch_end(self, net, epoch, batch, loss):
-        grads = [p.grad for p in net.parameters()]
+    def on_batch_end(self, run):
+        grads = [p.grad for p in run.net.parameters()]
         scale, total = clip_scale(grads, self.clip)
-        steps = [(old - p.data) / self.lr for p, old in zip(net.parameters(), self.before)]
+        steps = [(old - p.data) / self.lr for p, old in zip(run.net.parameters(), self.before)]
         self.raw.append(total)
         self.applied.append(np.sqrt(sum(np.sum(s * s) for s in steps)))
         for s, g in zip(steps, grads):
             self.max_error = max(self.max_error, float(np.max(np.abs(s - scale * g))))
-        self.before = weights(net)
+        self.before = weights(run.net)
 
 
 def test_clipping_through_fit_bounds_every_applied_step():

@@ -1,32 +1,72 @@
 """Callbacks: hooks into ``fit``, and what every long run wants: early
 stopping, checkpoints and a log of its epochs.
 
-During ``fit`` the network carries ``net.optimizer`` (the optimizer in use)
-and ``net.stop_training`` (set it to True to end training after this epoch).
+Every hook receives the ``TrainingRun`` (``nnscratch.training``) and reads
+what it needs from it: ``run.net``, ``run.optimizer``, ``run.history``,
+``run.epoch`` and ``run.batch`` (from 1), ``run.loss`` (the last batch's
+cost). A callback changes the run, not the network's attributes:
+``run.stop()`` ends training after this epoch, ``run.optimizer.lr = ...``
+sets the learning rate.
+
+Examples
+--------
+>>> class PrintLoss(Callback):
+...     def on_epoch_end(self, run):
+...         print(run.epoch, run.history["loss"][-1])
 """
 import csv
+import inspect
 import os
 
 import numpy as np
 
+HOOKS = ("on_train_begin", "on_epoch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+
 
 class Callback:
-    """Hooks called by ``fit``; override the ones you need."""
+    """Hooks called by ``fit``, each with the ``TrainingRun``; override the ones you need.
 
-    def on_train_begin(self, net, history):
+    ``on_train_begin(run)`` before the first epoch; ``on_epoch_begin(run)``
+    (``run.epoch`` set); ``on_batch_end(run)`` after each optimizer step
+    (``run.batch``, ``run.loss``); ``on_epoch_end(run)`` once the epoch's
+    history is recorded (not after an epoch cut short by Ctrl-C);
+    ``on_train_end(run)`` at the end, however training stopped (except a divergence).
+    """
+
+    def on_train_begin(self, run):
         pass
 
-    def on_epoch_begin(self, net, epoch):
+    def on_epoch_begin(self, run):
         pass
 
-    def on_batch_end(self, net, epoch, batch, loss):
+    def on_batch_end(self, run):
         pass
 
-    def on_epoch_end(self, net, epoch, history):
+    def on_epoch_end(self, run):
         pass
 
-    def on_train_end(self, net, history):
+    def on_train_end(self, run):
         pass
+
+
+def check_hooks(callbacks):
+    """Refuse, before any training, a callback whose hooks do not take the run alone.
+
+    Raises ``TypeError`` naming the callback and the hook, e.g. for the older
+    form ``on_epoch_end(self, net, epoch, history)``.
+    """
+    for callback in callbacks:
+        for hook in HOOKS:
+            method = getattr(callback, hook, None)
+            if method is None:
+                raise TypeError(f"{type(callback).__name__} has no {hook}(run): subclass nnscratch.Callback")
+            try:
+                inspect.signature(method).bind(None)
+            except TypeError:
+                raise TypeError(
+                    f"{type(callback).__name__}.{hook}{inspect.signature(method)}: a hook takes the "
+                    f"training run alone, {hook}(self, run); read run.net, run.epoch, run.batch, "
+                    f"run.loss, run.history, run.optimizer from it") from None
 
 
 class _Monitor(Callback):
@@ -41,7 +81,8 @@ class _Monitor(Callback):
         self.best = None
         self.best_epoch = None
 
-    def on_train_begin(self, net, history):
+    def on_train_begin(self, run):
+        history = run.history
         if self.monitor not in history:
             raise ValueError(f"cannot monitor {self.monitor!r}: history records {sorted(history)}")
         if self.monitor.startswith("val_") and not history.has_validation:
@@ -76,24 +117,24 @@ class EarlyStopping(_Monitor):
         self.restore_best_weights = restore_best_weights
         self.stopped_epoch = None
 
-    def on_train_begin(self, net, history):
-        super().on_train_begin(net, history)
+    def on_train_begin(self, run):
+        super().on_train_begin(run)
         self.wait, self.best_weights, self.stopped_epoch = 0, None, None
 
-    def on_epoch_end(self, net, epoch, history):
-        if self._improved(history, epoch):
+    def on_epoch_end(self, run):
+        if self._improved(run.history, run.epoch):
             self.wait = 0
             if self.restore_best_weights:
-                self.best_weights = net.state_dict()   # parameters and BatchNorm statistics
+                self.best_weights = run.net.state_dict()   # parameters and BatchNorm statistics
             return
         self.wait += 1
         if self.wait >= self.patience:
-            self.stopped_epoch = epoch
-            net.stop_training = True
+            self.stopped_epoch = run.epoch
+            run.stop()
 
-    def on_train_end(self, net, history):
+    def on_train_end(self, run):
         if self.restore_best_weights and self.best_weights is not None:
-            net.load_state_dict(self.best_weights)
+            run.net.load_state_dict(self.best_weights)
 
 
 class ModelCheckpoint(_Monitor):
@@ -105,9 +146,9 @@ class ModelCheckpoint(_Monitor):
         self.path = path
         self.save_best_only = save_best_only
 
-    def on_epoch_end(self, net, epoch, history):
-        if self._improved(history, epoch) or not self.save_best_only:
-            net.save(self.path)
+    def on_epoch_end(self, run):
+        if self._improved(run.history, run.epoch) or not self.save_best_only:
+            run.net.save(self.path)
 
 
 class CSVLogger(Callback):
@@ -138,7 +179,7 @@ class CSVLogger(Callback):
         self.columns = None
         self._rows_written = 0
 
-    def on_train_begin(self, net, history):
+    def on_train_begin(self, run):
         folder = os.path.dirname(self.path)
         if folder:
             os.makedirs(folder, exist_ok=True)
@@ -146,11 +187,11 @@ class CSVLogger(Callback):
             open(self.path, "w").close()  # a new run starts a new file
         self.columns, self._rows_written = None, 0
 
-    def on_epoch_end(self, net, epoch, history):
-        self._write_new_rows(history)
+    def on_epoch_end(self, run):
+        self._write_new_rows(run.history)
 
-    def on_train_end(self, net, history):
-        self._write_new_rows(history)
+    def on_train_end(self, run):
+        self._write_new_rows(run.history)
 
     def _write_new_rows(self, history):
         if self._rows_written == history.epochs:

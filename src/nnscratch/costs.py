@@ -10,8 +10,14 @@ for that count.
 When an output activation and a cost fit together, ``∂C/∂z`` (z = the
 activation's input) is far simpler than the chain through both, and exact:
 softmax + cross-entropy and sigmoid + binary cross-entropy both give
-``(a - t) / N``. The network uses that fused form (``fused_gradient``) and
-skips the activation's backward.
+``(a - t) / N``. Each cost says which output layer it fuses with, in one
+place: its ``fuses_with`` class attribute (``CrossEntropy.fuses_with =
+Softmax``), tested by ``fuses_with_layer(layer)``; ``Network.train_step`` then
+uses ``fused_gradient`` and skips that layer's backward.
+
+``CrossEntropyLogits`` puts the softmax inside the cost instead (PyTorch's
+``nn.CrossEntropyLoss``): the network ends with its last linear layer, and
+the cost works on the logits with a stable log-sum-exp.
 
 The seed's per-sample functions keep their names: ``quadratic_cost``,
 ``quadratic_cost_prime``, ``cross_entropy_cost`` and
@@ -20,6 +26,7 @@ input).
 """
 import numpy as np
 
+from .layers.activations import Sigmoid, Softmax
 
 _TINY = {np.dtype(np.float32): np.finfo(np.float32).tiny, np.dtype(np.float64): np.finfo(np.float64).tiny}
 
@@ -43,10 +50,15 @@ def _safe_log(a):
 
 
 class Cost:
-    """Base class: ``value(a, t)`` (a float), ``gradient(a, t)`` = ∂C/∂a (N, K)."""
+    """Base class: ``value(a, t)`` (a float), ``gradient(a, t)`` = ∂C/∂a, shaped like ``a``.
+
+    ``a`` is the network's output (N, K) or (N, T, K), ``t`` the targets, shaped alike.
+    """
 
     name = "cost"
-    fuses_with = None  # kind of the output activation with a fused gradient
+    # The output layer class whose backward fused_gradient includes (Softmax, Sigmoid);
+    # () for none: isinstance(layer, ()) is False.
+    fuses_with = ()
 
     def value(self, a, t):
         raise NotImplementedError
@@ -54,9 +66,20 @@ class Cost:
     def gradient(self, a, t):
         raise NotImplementedError
 
+    def fuses_with_layer(self, layer):
+        """True when ``fused_gradient`` is this cost's gradient through ``layer``'s
+        backward, so the training step may skip that backward (an isinstance
+        test on ``fuses_with``: a subclass of Softmax fuses too)."""
+        return isinstance(layer, self.fuses_with)
+
     def fused_gradient(self, a, t):
         """∂C/∂z through the fused activation ``a = f(z)``: ``(a - t) / N``."""
         return (a - t) * a.dtype.type(1.0 / _rows(a))
+
+    def probabilities(self, out):
+        """What ``Network.predict_proba`` returns for outputs ``out``: the outputs
+        themselves, except for costs that work on logits (``CrossEntropyLogits``)."""
+        return out
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -82,7 +105,7 @@ class CrossEntropy(Cost):
     """
 
     name = "cross_entropy"
-    fuses_with = "softmax"
+    fuses_with = Softmax
 
     def value(self, a, t):
         return -float(np.vdot(t, _safe_log(a))) / _rows(a)
@@ -99,7 +122,7 @@ class BinaryCrossEntropy(Cost):
     """
 
     name = "binary_cross_entropy"
-    fuses_with = "sigmoid"
+    fuses_with = Sigmoid
 
     def value(self, a, t):
         return -float(np.vdot(t, _safe_log(a)) + np.vdot(1 - t, _safe_log(1 - a))) / _rows(a)
@@ -107,6 +130,62 @@ class BinaryCrossEntropy(Cost):
     def gradient(self, a, t):
         tiny = _tiny(a.dtype)
         return (a - t) / np.maximum(a * (1 - a), tiny) * a.dtype.type(1.0 / _rows(a))
+
+
+def _softmax(z):
+    """``softmax(z)`` over the last axis, ``exp(z - max z) / Σ exp(z - max z)``: every
+    exponent is ≤ 0, so nothing overflows."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True))   # (N, ..., K)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
+
+
+def _logsumexp(z):
+    """``log Σ_k exp(z_k)`` over the last axis, as ``m + log Σ_k exp(z_k - m)`` with
+    ``m = max_k z_k``: (N, ..., K) -> (N, ...)."""
+    m = z.max(axis=-1, keepdims=True)                  # (N, ..., 1)
+    return (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))[..., 0]
+
+
+class CrossEntropyLogits(Cost):
+    """Categorical cross-entropy on logits ``z``, the softmax inside the cost
+    (PyTorch's ``nn.CrossEntropyLoss``): use it with a network that ends in
+    its last linear layer, no Softmax layer.
+
+    For logits ``z`` (N, K), or (N, T, K) per time step, and targets ``t``
+    shaped alike (one-hot or soft labels), with ``s = Σ_k t_k`` (1 for one-hot):
+
+        c(z, t) = -Σ_k t_k log softmax(z)_k = s · logsumexp(z) - Σ_k t_k z_k
+        logsumexp(z) = m + log Σ_k exp(z_k - m),  m = max_k z_k   (stable: exponents ≤ 0)
+        ∂C/∂z = (s · softmax(z) - t) / N          ((softmax(z) - t) / N for one-hot t)
+
+    No probability is ever rounded to 0 and logged, so the cost stays exact
+    where ``CrossEntropy`` after a softmax floors ``log`` at the smallest normal
+    number; and no softmax layer's output is stored, which counts for large
+    outputs (a vocabulary).
+
+    The network's outputs are logits. ``predict_proba`` turns them into
+    probabilities (``probabilities``: softmax over the last axis), so it means
+    the same for a network with a Softmax layer and one without; ``predict``
+    is the argmax of the logits, the same class either way; ``forward``
+    returns the logits themselves, as a PyTorch model does.
+    """
+
+    name = "cross_entropy_logits"
+
+    def value(self, z, t):
+        total = float(np.vdot(t.sum(axis=-1), _logsumexp(z))) - float(np.vdot(t, z))
+        return total / _rows(z)
+
+    def gradient(self, z, t):
+        g = _softmax(z)                                # (N, ..., K)
+        g *= t.sum(axis=-1, keepdims=True)             # s · softmax(z)
+        g -= t
+        g *= z.dtype.type(1.0 / _rows(z))
+        return g
+
+    def probabilities(self, out):
+        return _softmax(out)
 
 
 class FunctionCost(Cost):
@@ -126,7 +205,7 @@ class FunctionCost(Cost):
         return np.asarray(self.prime(a, t), dtype=a.dtype) / _rows(a)
 
 
-COSTS = {c.name: c for c in (Quadratic, CrossEntropy, BinaryCrossEntropy)}
+COSTS = {c.name: c for c in (Quadratic, CrossEntropy, BinaryCrossEntropy, CrossEntropyLogits)}
 
 
 # -- the seed's per-sample functions (columns (K, 1) or any shape) ------------

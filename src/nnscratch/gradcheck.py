@@ -93,62 +93,108 @@ def check_cost(cost, a, t, eps=1e-6):
     return relative_error(cost.gradient(a, t), numeric)
 
 
-def check_network(net, X, y, eps=1e-6, max_entries=30, verbose=True, seed=0):
-    """Per-layer report for ``net.check_gradients``: a float64 copy of the
-    network, one batch, the full cost, backprop vs central differences for
-    each layer's input and parameters (``max_entries`` random entries each)."""
+class _LeafProbe:
+    """Watches one leaf layer of a network copy, through instance attributes
+    that shadow its ``forward`` and ``backward``.
+
+    While ``recording``, it keeps a copy of the input the leaf received and of
+    the input gradient its backward returned (copies: a layer may reuse its
+    buffers on the next call). With ``replacement`` set, the leaf computes on
+    that array instead of its input, so a finite difference can perturb the
+    input of a layer deep inside the network (or inside a block) and run the
+    whole network forward.
+    """
+
+    def __init__(self, layer):
+        self.layer, self.recording, self.replacement = layer, False, None
+        self.input = self.input_grad = None
+        self._forward, self._backward = layer.forward, layer.backward
+        layer.forward, layer.backward = self.forward, self.backward
+
+    def forward(self, x, training=False):
+        if self.replacement is not None:
+            x = self.replacement
+        elif self.recording:
+            self.input = x.copy()
+        return self._forward(x, training)
+
+    def backward(self, dy):
+        dx = self._backward(dy)
+        if self.recording and dx is not None:
+            self.input_grad = dx.copy()
+        return dx
+
+
+def _float64_copy(net):
+    """A float64 deep copy of ``net`` for checking: stateful layers start from a zero
+    state at every forward, and every leaf computes its input gradient."""
     net64 = copy.deepcopy(net).astype(np.float64)
-    for layer in net64.layers:
+    for _, layer in net64.named_layers():
         if getattr(layer, "stateful", False):
-            # every perturbed forward must start from the same (zero) state
             layer.stateful, layer.carried_state = False, None
+        layer.needs_input_grad = True
+    return net64
+
+
+def check_network(net, X, y, eps=1e-6, max_entries=30, verbose=True, seed=0):
+    """Per-layer report for ``net.check_gradients``: backprop against central
+    differences of the full cost, for every leaf layer (inside blocks too).
+
+    On a float64 copy of the network and one batch, ``net.train_step`` gives
+    the analytic gradients (the same step ``fit`` runs); then, for each leaf
+    layer's input and each of its parameters, ``max_entries`` random entries
+    are perturbed and the whole network is run forward again (dropout draws
+    the same masks each time). A fused output layer (softmax before
+    cross-entropy) is not backpropagated by the step, so it has no row.
+
+    Returns
+    -------
+    list of ``{"layer": qualified name ("block1.fc1"), "what": "input" or the
+    parameter's name, "rel_error": float}``
+    """
+    net64 = _float64_copy(net)
     X = net64._as_batch(X)
     targets, _ = prepare_targets(net64, y, len(X))
     rng = np.random.default_rng(seed)
     rng_state = copy.deepcopy(net64.rng.bit_generator.state)
+    leaves = list(net64.named_layers())
+    probes = [_LeafProbe(layer) for _, layer in leaves]
 
-    def forward_from(i, inp):
+    def loss():
         net64.rng.bit_generator.state = copy.deepcopy(rng_state)
-        for layer in net64.layers[i:]:
-            inp = layer.forward(inp, True)
-        return inp
+        return net64.cost.value(net64.forward(X, training=True), targets)
 
-    # One forward, keeping each layer's input, then the analytic backward.
-    inputs = []
-    out = X
+    for probe in probes:
+        probe.recording = True
     net64.rng.bit_generator.state = copy.deepcopy(rng_state)
-    for layer in net64.layers:
-        inputs.append(out)
-        out = layer.forward(out, True)
-    grads_in = [None] * len(net64.layers)
-    grad = (net64.cost.fused_gradient(out, targets) if net64.fused_output
-            else net64.cost.gradient(out, targets))
-    last = len(net64.layers) - (2 if net64.fused_output else 1)
-    for i in range(last, -1, -1):
-        layer = net64.layers[i]
-        layer.needs_input_grad = True
-        grad = layer.backward(grad)
-        grads_in[i] = grad
-    analytic = {id(p): p.grad.copy() for p in net64.parameters()}
+    net64.train_step(X, targets)
+    for probe in probes:
+        probe.recording = False
+
+    def row(name, what, analytic, array, indices):
+        numeric = numerical_gradient(loss, array, eps, indices)
+        return {"layer": name, "what": what,
+                "rel_error": relative_error(analytic.reshape(-1)[indices], numeric.reshape(-1)[indices])}
 
     rows = []
-    for i, layer in enumerate(net64.layers[:last + 1]):
-        loss = lambda i=i: net64.cost.value(forward_from(i, inputs[i]), targets)
-        if grads_in[i] is not None:  # an Embedding's token ids have no gradient
-            x_in = inputs[i].copy()
-            inputs[i] = x_in
-            idx = sample_indices(x_in.size, max_entries, rng)
-            num = numerical_gradient(loss, x_in, eps, idx)
-            rows.append({"layer": layer.name, "what": "input",
-                         "rel_error": relative_error(grads_in[i].reshape(-1)[idx], num.reshape(-1)[idx])})
+    for (name, layer), probe in zip(leaves, probes):
+        if probe.input_grad is not None:  # None: the fused output layer, or an Embedding's token ids
+            probe.replacement = probe.input
+            rows.append(row(name, "input", probe.input_grad, probe.input,
+                            sample_indices(probe.input.size, max_entries, rng)))
+            probe.replacement = None
         for p in layer.parameters():
-            idx = sample_indices(p.data.size, max_entries, rng)
-            num = numerical_gradient(loss, p.data, eps, idx)
-            rows.append({"layer": layer.name, "what": p.name,
-                         "rel_error": relative_error(analytic[id(p)].reshape(-1)[idx], num.reshape(-1)[idx])})
+            analytic = p.grad.copy()
+            rows.append(row(name, p.name, analytic, p.data, sample_indices(p.data.size, max_entries, rng)))
     if verbose:
-        print(f"{'layer':<14}{'gradient':<10}{'relative error':>16}")
-        for r in rows:
-            flag = "" if r["rel_error"] < 1e-5 else "   <-- check this"
-            print(f"{r['layer']:<14}{r['what']:<10}{r['rel_error']:>16.2e}{flag}")
+        _print_rows(rows)
     return rows
+
+
+def _print_rows(rows):
+    """The report as a table, one row per gradient, flagging errors above 1e-5."""
+    width = max([14] + [len(r["layer"]) + 2 for r in rows])
+    print(f"{'layer':<{width}}{'gradient':<10}{'relative error':>16}")
+    for r in rows:
+        flag = "" if r["rel_error"] < 1e-5 else "   <-- check this"
+        print(f"{r['layer']:<{width}}{r['what']:<10}{r['rel_error']:>16.2e}{flag}")

@@ -1,6 +1,6 @@
 """Learning-rate schedules, applied at the start of every epoch as callbacks.
 
-Each sets ``optimizer.lr`` from the initial rate ``γ₀`` (the optimizer's
+Each sets the run's ``run.optimizer.lr`` from the initial rate ``γ₀`` (the optimizer's
 ``lr`` when training starts) and the epoch index ``e`` (0 for the first
 epoch), with PyTorch's documented formulas (``torch.optim.lr_scheduler``
 stepped once per epoch).
@@ -13,11 +13,11 @@ from .callbacks import Callback
 class LearningRateSchedule(Callback):
     """Base class: subclasses define ``rate(base_lr, epoch_index)``."""
 
-    def on_train_begin(self, net, history):
-        self.base_lr = net.optimizer.lr
+    def on_train_begin(self, run):
+        self.base_lr = run.optimizer.lr
 
-    def on_epoch_begin(self, net, epoch):
-        net.optimizer.lr = self.rate(self.base_lr, epoch - 1)
+    def on_epoch_begin(self, run):
+        run.optimizer.lr = self.rate(self.base_lr, run.epoch - 1)
 
     def rate(self, base_lr, e):
         raise NotImplementedError

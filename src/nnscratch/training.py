@@ -1,7 +1,13 @@
-"""The training loop: mini-batches, history, callbacks, and what stops training.
+"""The training loop: a training run, mini-batches, history, callbacks, and what stops training.
 
-``fit`` runs, per mini-batch: forward (training mode), cost, backward, one
-optimizer step. It guards the run:
+``fit`` makes a ``TrainingRun`` (the network, its optimizer, the history, the
+current epoch and batch, the stop flag) and runs it. Per mini-batch:
+``net.train_step`` (forward in training mode, cost, backward), then one
+optimizer step. Callbacks and schedules receive the run and change the run
+(``run.stop()``, ``run.optimizer.lr``), never the network's attributes.
+The network keeps only ``net.history``, the last fit's, for convenience.
+
+``fit`` guards the run:
 
 - the data is checked before the first batch: no samples, NaN or infinite
   values, labels that are not class ids, malformed validation data and a
@@ -20,7 +26,8 @@ import time
 import numpy as np
 
 from . import checks
-from .callbacks import Callback
+from .callbacks import Callback, check_hooks
+from .layers import BatchNorm
 from .layers.base import shape_matches, shape_str
 from .optimizers import SGD, get_optimizer
 
@@ -63,6 +70,59 @@ class History(dict):
         frame = pd.DataFrame({key: list(self[key]) for key in self.columns()})
         frame.insert(0, "epoch", range(1, self.epochs + 1))
         return frame
+
+
+class TrainingRun:
+    """One call of ``fit``: the training state, kept off the model.
+
+    Callbacks and schedules receive the run in every hook (``on_epoch_end(run)``)
+    and read or change what they need here.
+
+    Attributes
+    ----------
+    net : Network
+        The network being trained: the optimizer changes its weights (and a
+        callback may load others, as ``EarlyStopping`` does at the end).
+    optimizer : Optimizer
+        Owns its buffers (moments, the copy for undo); a schedule sets ``optimizer.lr``.
+    history : History
+        Per-epoch records so far (``net.history`` is the same object).
+    callbacks : list of Callback
+    epochs : int
+        The epochs asked for.
+    batches : int
+        Mini-batches per epoch.
+    epoch : int
+        The current epoch, from 1 (0 before the first).
+    batch : int
+        The current mini-batch of the epoch, from 1 (0 before the first).
+    loss : float or None
+        The cost of the last mini-batch (at the weights before its step).
+    stop_requested : bool
+        Set by ``stop()``: training ends after the current epoch.
+    """
+
+    def __init__(self, net, optimizer, callbacks=(), epochs=1, batches=1, has_validation=False):
+        self.net, self.optimizer = net, optimizer
+        self.callbacks = list(callbacks)
+        self.history = History()
+        self.history.has_validation = has_validation
+        self.epochs, self.batches = int(epochs), int(batches)
+        self.epoch, self.batch, self.loss = 0, 0, None
+        self.stop_requested = False
+
+    def stop(self):
+        """End training after the current epoch (what ``EarlyStopping`` calls)."""
+        self.stop_requested = True
+
+    def notify(self, hook):
+        """Call ``hook`` (``"on_epoch_end"``...) of every callback, in order, with this run."""
+        for callback in self.callbacks:
+            getattr(callback, hook)(self)
+
+    def __repr__(self):
+        return (f"TrainingRun(epoch={self.epoch}/{self.epochs}, batch={self.batch}/{self.batches}, "
+                f"optimizer={self.optimizer!r})")
 
 
 # -- targets ------------------------------------------------------------------
@@ -214,9 +274,9 @@ def _diverged(optimizer, epoch, batch, loss):
 
 
 def _check_batchnorm_batches(net, n, batch_size):
-    """A batch norm over (N, D) features cannot train on a last mini-batch of one sample."""
-    if n % batch_size == 1 and any(layer.kind == "batchnorm" and len(layer.input_shape) == 1
-                                   for layer in net.layers):
+    """A batch norm over (N, D) features (inside blocks too) cannot train on a last mini-batch of one sample."""
+    if n % batch_size == 1 and any(isinstance(layer, BatchNorm) and len(layer.input_shape) == 1
+                                   for _, layer in net.named_layers()):
         raise ValueError(f"{n} samples in batches of {batch_size} leave a last batch of one, on which "
                          f"batch normalization cannot estimate a variance: choose another batch size")
 
@@ -232,7 +292,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     epochs, batch_size : int
     optimizer : Optimizer or str, default ``SGD(lr=0.01)``
     validation_data : (X_val, y_val), optional; evaluated after each epoch
-    callbacks : list of ``Callback``
+    callbacks : list of ``Callback``; each hook receives the ``TrainingRun``
     shuffle : bool; reshuffle every epoch with the network's generator
     verbose : 0 silent, 1 a progress bar and one line per epoch, 2 the bar only.
         The bar is drawn only when stderr is a terminal: redirected to a log
@@ -243,7 +303,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
 
     Returns
     -------
-    History
+    History (also kept as ``net.history``)
 
     Raises
     ------
@@ -251,6 +311,9 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
         Before any work, for a network without layers, empty data, NaN or
         infinite values in X, X_val or real-valued targets, labels that are not
         class ids, or validation data that is not a pair ``(X_val, y_val)``.
+    TypeError
+        Before any work, for a callback whose hooks do not take the run
+        (the old ``on_epoch_end(self, net, epoch, history)`` form).
     TrainingDiverged
         When the cost becomes NaN or infinite; the network keeps the last
         weights whose cost was finite.
@@ -264,83 +327,80 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     label = _epoch_label or (lambda e: f"Epoch {e}/{epochs}")
     X = net._checked_batch(X, "X")
     targets, labels = prepare_targets(net, y, len(X), "y")
+    validation = None
     if validation_data is not None:
         X_val, y_val = _validation_pair(validation_data)
         X_val = net._checked_batch(X_val, "X_val")
-        val_targets, val_labels = prepare_targets(net, y_val, len(X_val), "y_val")
+        validation = (X_val, *prepare_targets(net, y_val, len(X_val), "y_val"))
+    callbacks = list(callbacks or ())
+    check_hooks(callbacks)
     optimizer = SGD(lr=0.01) if optimizer is None else get_optimizer(optimizer)
-    params = net.parameters()
     _check_batchnorm_batches(net, len(X), batch_size)
-    history = History()
-    history.has_validation = validation_data is not None
-    net.history = history
-    net.optimizer = optimizer
-    net.stop_training = False
-    n = len(X)
-    n_batches = math.ceil(n / batch_size)
-    layers, cost = net.layers, net.cost
-    # With a fused output (softmax + cross-entropy) the gradient enters below the output layer.
-    output_gradient = cost.fused_gradient if net.fused_output else cost.gradient
-    backward_layers = layers[-2::-1] if net.fused_output else layers[::-1]
-    for cb in callbacks:
-        cb.on_train_begin(net, history)
+    run = TrainingRun(net, optimizer, callbacks, epochs, math.ceil(len(X) / batch_size),
+                      has_validation=validation is not None)
+    net.history = run.history  # the last fit's history, kept on the network for convenience
+    run.notify("on_train_begin")
     with _StopOnInterrupt() as interrupt:
-        for epoch in range(1, int(epochs) + 1):
-            for cb in callbacks:
-                cb.on_epoch_begin(net, epoch)
-            order = net.rng.permutation(n) if shuffle else np.arange(n)
-            bar = _progress(n_batches, label(epoch), verbose)
-            loss_sum, correct, seen, predictions = 0.0, 0, 0, 0
-            start = time.perf_counter()
-            for b in range(n_batches):
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                out = X[idx]
-                for layer in layers:
-                    out = layer.forward(out, True)
-                batch_targets = targets[idx]
-                loss = cost.value(out, batch_targets)
-                if not math.isfinite(loss):
-                    if bar is not None:
-                        bar.close()
-                    _diverged(optimizer, epoch, b + 1, loss)
-                grad = output_gradient(out, batch_targets)
-                for layer in backward_layers:
-                    grad = layer.backward(grad)
-                optimizer.step(params)
-                loss_sum += loss * len(idx)
-                batch_labels = labels[idx]
-                correct += int(np.count_nonzero(classes_of(out) == batch_labels))
-                predictions += batch_labels.size
-                seen += len(idx)
-                if bar is not None:
-                    bar.update()
-                for cb in callbacks:
-                    cb.on_batch_end(net, epoch, b + 1, loss)
-                if interrupt.requested:
-                    break
-            elapsed = time.perf_counter() - start
-            if bar is not None:
-                bar.close()
-            history["loss"].append(loss_sum / max(seen, 1) + optimizer.penalty(params))
-            history["accuracy"].append(correct / max(predictions, 1))
-            history["time"].append(elapsed)
-            history["lr"].append(optimizer.lr)
-            if validation_data is not None:
-                v = net._scores(X_val, val_targets, val_labels)
-                history["val_loss"].append(v["loss"])
-                history["val_accuracy"].append(v["accuracy"])
+        for epoch in range(1, run.epochs + 1):
+            run.epoch, run.batch = epoch, 0
+            run.notify("on_epoch_begin")
+            order = net.rng.permutation(len(X)) if shuffle else np.arange(len(X))
+            _train_epoch(run, X, targets, labels, order, batch_size,
+                         _progress(run.batches, label(epoch), verbose), interrupt)
+            if validation is not None:
+                scores = net._scores(*validation)
+                run.history["val_loss"].append(scores["loss"])
+                run.history["val_accuracy"].append(scores["accuracy"])
             if interrupt.requested:
-                history.interrupted = True
+                run.history.interrupted = True
                 break
             if verbose == 1:
-                print(_epoch_line(history, label(epoch)))
-            for cb in callbacks:
-                cb.on_epoch_end(net, epoch, history)
-            if net.stop_training:
+                print(_epoch_line(run.history, label(epoch)))
+            run.notify("on_epoch_end")
+            if run.stop_requested:
                 break
-    for cb in callbacks:
-        cb.on_train_end(net, history)
-    return history
+    run.notify("on_train_end")
+    return run.history
+
+
+def _train_epoch(run, X, targets, labels, order, batch_size, bar, interrupt):
+    """One epoch of ``run``: for each mini-batch of ``order``, ``net.train_step``, then the
+    optimizer's step; appends the epoch's loss, accuracy, time and lr to the history.
+
+    Stops early, after a batch, when Ctrl-C was pressed (``interrupt.requested``).
+    """
+    net, optimizer = run.net, run.optimizer
+    params = net.parameters()
+    loss_sum, correct, seen, predictions = 0.0, 0, 0, 0
+    start = time.perf_counter()
+    for b in range(run.batches):
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        run.batch = b + 1
+        loss, out = net.train_step(X[idx], targets[idx], return_output=True)
+        if not math.isfinite(loss):
+            if bar is not None:
+                bar.close()
+            _diverged(optimizer, run.epoch, run.batch, loss)
+        optimizer.step(params)
+        run.loss = loss
+        loss_sum += loss * len(idx)
+        batch_labels = labels[idx]
+        correct += int(np.count_nonzero(classes_of(out) == batch_labels))
+        predictions += batch_labels.size
+        seen += len(idx)
+        if bar is not None:
+            bar.update()
+        run.notify("on_batch_end")
+        if interrupt.requested:
+            break
+    elapsed = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    history = run.history
+    history["loss"].append(loss_sum / max(seen, 1) + optimizer.penalty(params))
+    history["accuracy"].append(correct / max(predictions, 1))
+    history["time"].append(elapsed)
+    history["lr"].append(optimizer.lr)
 
 
 def _epoch_line(history, label):
@@ -377,8 +437,8 @@ class _SeedEpochPrinter(Callback):
     def __init__(self, n_test):
         self.n_test = n_test
 
-    def on_epoch_end(self, net, epoch, history):
-        label = _seed_epoch_label(epoch)
+    def on_epoch_end(self, run):
+        label, history = _seed_epoch_label(run.epoch), run.history
         if self.n_test:
             correct = round(history["val_accuracy"][-1] * self.n_test)
             print(f"{label}: Test_data: {correct} / {self.n_test} Train Cost = "
