@@ -4,30 +4,31 @@ Every backward pass is written by hand and checked against finite differences.
 ``from nnscratch import *`` gives the names below, as the seed's
 ``from NeuralNet import *`` did.
 """
-from .costs import (BinaryCrossEntropy, CrossEntropy, Quadratic, cross_entropy_cost,
+from .costs import (BinaryCrossEntropy, CrossEntropy, CrossEntropyLogits, Quadratic, cross_entropy_cost,
                     cross_entropy_cost_prime_SM, quadratic_cost, quadratic_cost_prime)
 from .data import gen_clusters, get_mnist, load_digit_image, load_mnist, make_clusters
 from . import autodiff
-from .autodiff import AutodiffLayer
+from .autodiff.bridge import AutodiffLayer
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint
 from .layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten, FullyConnected,
-                     LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
+                     LeakyReLU, MaxPool2D, ReLU, Residual, Sequential, Sigmoid, Softmax, Tanh)
 from .network import Network
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .persistence import UnsafePickleError
 from .schedules import CosineAnnealingLR, ExponentialLR, StepLR
-from .training import History, TrainingDiverged
+from .training import History, TrainingDiverged, TrainingRun
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Network",
     "quadratic_cost", "quadratic_cost_prime", "cross_entropy_cost", "cross_entropy_cost_prime_SM",
-    "Quadratic", "CrossEntropy", "BinaryCrossEntropy",
+    "Quadratic", "CrossEntropy", "BinaryCrossEntropy", "CrossEntropyLogits",
     "SGD", "Adam", "AdamW", "RMSprop",
     "load_mnist", "get_mnist", "gen_clusters", "make_clusters", "load_digit_image",
     "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax", "Dropout", "BatchNorm",
     "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding",
+    "Sequential", "Residual",
     "Callback", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "StepLR", "ExponentialLR", "CosineAnnealingLR",
-    "History", "TrainingDiverged", "UnsafePickleError", "autodiff", "AutodiffLayer",
+    "History", "TrainingRun", "TrainingDiverged", "UnsafePickleError", "autodiff", "AutodiffLayer",
 ]

@@ -1,6 +1,7 @@
 """Layers, one module per family. Every layer follows the contract in ``base.Layer``."""
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer, Parameter
+from .blocks import Residual, Sequential
 from .conv import Conv2D
 from .dense import FullyConnected
 from .dropout import Dropout
@@ -12,4 +13,5 @@ from .lstm import LSTM
 from .recurrent import RNN
 
 __all__ = ["Layer", "Parameter", "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
-           "Dropout", "BatchNorm", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding"]
+           "Dropout", "BatchNorm", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding",
+           "Sequential", "Residual"]

@@ -16,7 +16,8 @@ class Parameter:
     Parameters
     ----------
     data : ndarray
-        The values, updated in place (or swapped, see ``Optimizer``) by the optimizer.
+        The values: one array for the parameter's whole life, updated in place
+        by the optimizer (so a reference to it sees every step).
     name : str
         Short name such as ``"W"`` or ``"b"``; the network prefixes the layer name.
     decay : bool
@@ -24,28 +25,27 @@ class Parameter:
         normalization parameters no, by default).
     """
 
-    __slots__ = ("data", "grad", "name", "decay", "spare")
+    __slots__ = ("data", "grad", "name", "decay")
 
     def __init__(self, data, name="", decay=True):
         self.data = data
         self.grad = np.zeros_like(data)
         self.name = name
         self.decay = decay
-        self.spare = None  # the optimizer's second buffer: the values before the last step
 
     def __repr__(self):
         return f"Parameter({self.name}, shape={self.data.shape}, dtype={self.data.dtype})"
 
     def __getstate__(self):
-        # The gradient and the optimizer's spare buffer are not part of a saved model.
+        # The gradient is not part of a saved model (and the optimizer's buffers live in the optimizer).
         return {"data": self.data, "name": self.name, "decay": self.decay}
 
     def __setstate__(self, state):
+        # Old pickles hold these same three keys (``spare`` was never stored).
         self.data = state["data"]
         self.name = state["name"]
         self.decay = state["decay"]
         self.grad = np.zeros_like(self.data)
-        self.spare = None
 
 
 def shape_str(shape):
@@ -64,6 +64,39 @@ def size_of(shape):
     return int(np.prod([1 if s is None else s for s in shape]))
 
 
+def numbered_name(layer, counts, parent=""):
+    """Name ``layer`` after its kind and its number among its siblings, counting it in ``counts``.
+
+    ``counts`` maps kind -> layers of that kind seen so far among the siblings
+    (the network's top level, or one block's children). Top-level names are
+    ``fc1, relu1, fc2, block1...``; inside a block named ``parent`` they are
+    qualified by it, as PyTorch's ``named_modules`` are: ``block1.fc1``,
+    ``block1.block1.conv2``. So a name is also a path, and a state_dict key
+    is ``<name>.<parameter>`` (``block1.fc1.W``).
+    """
+    counts[layer.kind] = counts.get(layer.kind, 0) + 1
+    stem = f"{layer.kind}{counts[layer.kind]}"
+    return f"{parent}.{stem}" if parent else stem
+
+
+def link_auto_init(previous, layer):
+    """Apply the auto-init rule between two consecutive layers (``previous`` may be None).
+
+    A dense or conv layer built with ``init="auto"`` (He) is rescaled to the
+    ``init_family`` of the layer that reads its output: He before ReLU,
+    Glorot before sigmoid, tanh or softmax. Across block boundaries "the
+    layer that reads it" is taken in the order the leaves run: the last leaf
+    of ``previous`` looks at the first leaf of ``layer``. So in
+    ``Residual(fc, relu, fc)`` followed by a tanh the second fc is Glorot
+    (its output, plus x, goes to the tanh); a residual sum changes nothing.
+    """
+    if previous is None:
+        return
+    before, after = previous.leaves()[-1], layer.leaves()[0]
+    if hasattr(before, "set_auto_init") and hasattr(after, "init_family"):
+        before.set_auto_init(after.init_family)
+
+
 class Layer:
     """Base class: ``forward``, ``backward``, ``parameters`` and shape bookkeeping.
 
@@ -77,11 +110,13 @@ class Layer:
     input_shape, output_shape : tuple of int
         Per-sample shapes (no batch axis), set by ``build``.
     name : str
-        Set by the network (``"fc1"``, ``"relu2"``...).
+        Set by the network (``"fc1"``, ``"relu2"``...); inside a block it is
+        qualified by the block's name (``"block1.fc1"``, see ``numbered_name``).
     needs_input_grad : bool
         False for the first layer of a network: its ``backward`` may skip
         computing ``dx``, which nobody reads (for a dense layer that is one of
-        its three matrix products).
+        its three matrix products). Inside blocks only the network's very
+        first leaf gets False.
     """
 
     kind = "layer"
@@ -104,8 +139,21 @@ class Layer:
         return input_shape  # shape-preserving layers need nothing else
 
     def parameters(self):
-        """The layer's trainable parameters (empty for activations)."""
+        """The layer's trainable parameters (empty for activations; a block's children's, depth first)."""
         return []
+
+    def children(self):
+        """The layers this one holds, in forward order: ``[]`` for a leaf layer,
+        the ``layers`` list of a block (``Sequential``, ``Residual``)."""
+        return []
+
+    def leaves(self):
+        """The leaf layers at or under this one, depth first in forward order:
+        ``[self]`` for a leaf, every non-block layer inside a block."""
+        children = self.children()
+        if not children:
+            return [self]
+        return [leaf for child in children for leaf in child.leaves()]
 
     def buffers(self):
         """Names of the layer's non-trainable state arrays (BatchNorm's running statistics)."""
@@ -116,7 +164,6 @@ class Layer:
         for p in self.parameters():
             p.data = p.data.astype(dtype)
             p.grad = np.zeros_like(p.data)
-            p.spare = None
         return self
 
     # -- the contract ----------------------------------------------------
