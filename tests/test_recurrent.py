@@ -3,20 +3,19 @@
 - float64 finite-difference checks of input, weights, biases and the initial
   state, for one step and several, batches of one and odd sizes;
 - stacked recurrent layers checked through ``Network.check_gradients``;
-- the forward pass against a plain per-sample, per-step loop written here
-  from the equations PyTorch documents for ``nn.RNN``, ``nn.LSTM`` and
-  ``nn.GRU`` (torch itself is not imported);
+- the forward pass (of both ``impl="fast"`` and ``impl="naive"``) against a
+  plain per-sample, per-step loop written here from the equations PyTorch
+  documents for ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` (torch itself is not
+  imported); the two impls against each other are in test_recurrent_twins.py;
 - stateful mode (truncated BPTT), gradient clipping, Embedding, errors, and
   tiny models that learn a toy sequence task.
 """
 import numpy as np
 import pytest
-from reference import central_difference, rel_err
+from conftest import TOL, assert_all_small, assert_rows_small, built, central_difference, randn, rel_err
 
 from nnscratch import SGD, Adam, Network, gradcheck
 from nnscratch.layers import GRU, LSTM, RNN, Embedding, FullyConnected
-
-TOL = 1e-7
 
 KINDS = {
     "rnn_tanh": lambda H, **kw: RNN(H, activation="tanh", **kw),
@@ -31,14 +30,8 @@ PARAM_NAMES = {"input", "W_ih", "W_hh", "b_ih", "b_hh"}
 SHAPES = [(1, 1, 3, 2), (3, 6, 4, 5), (1, 6, 2, 3), (5, 1, 1, 3)]
 
 
-def randn(shape, seed, scale=1.0):
-    return scale * np.random.default_rng(seed).standard_normal(shape)
-
-
 def make(kind, H, input_shape, seed=0, dtype=np.float64, **kw):
-    layer = KINDS[kind](H, **kw)
-    layer.build(input_shape, np.random.default_rng(seed), dtype)
-    return layer
+    return built(KINDS[kind](H, **kw), input_shape, seed, dtype)
 
 
 def activation_of(kind):
@@ -96,12 +89,6 @@ def ref_of(layer, kind, x, h0=None, c0=None):
                              h0, c0)
 
 
-def assert_all_small(errors, tol=TOL):
-    assert set(errors) == PARAM_NAMES, errors
-    for key, err in errors.items():
-        assert np.isfinite(err) and err < tol, f"{key}: relative error {err:.3e}"
-
-
 def relu_margin_ok(layer, x, h0=None, margin=1e-3):
     """ReLU RNN: no pre-activation within ``margin`` of the kink (else central differences straddle it),
     and both sides of the kink are present."""
@@ -124,13 +111,13 @@ def test_gradcheck_input_and_parameters(kind, N, T, D, H, return_sequences):
         x = randn((N, T, D), seed)
     y = layer.forward(x)
     assert y.shape == ((N, T, H) if return_sequences else (N, H))
-    assert_all_small(gradcheck.check_layer(layer, x))
+    assert_all_small(gradcheck.check_layer(layer, x), PARAM_NAMES)
 
 
 @pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "seq"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_initial_state_and_parameter_gradients_by_central_difference(kind, return_sequences):
-    """Backward with a non-zero initial state, against reference.central_difference of
+    """Backward with a non-zero initial state, against conftest.central_difference of
     L = Σ forward(x, initial_state) ⊙ R: the initial state's gradient and every parameter's."""
     N, T, D, H = 3, 4, 2, 3
     layer = make(kind, H, (T, D), seed=3, return_sequences=return_sequences)
@@ -205,8 +192,7 @@ def test_stacked_lstm_gru_rnn_network_check_gradients():
     for name in ("lstm1", "gru1", "rnn1"):
         assert {(name, w) for w in PARAM_NAMES} <= checked
     assert {("fc1", "W"), ("fc1", "b"), ("fc1", "input")} <= checked
-    worst = max(rows, key=lambda r: r["rel_error"])
-    assert worst["rel_error"] < 1e-6, worst
+    assert_rows_small(rows)
 
 
 def test_sequence_output_network_with_per_step_dense_check_gradients():
@@ -221,30 +207,29 @@ def test_sequence_output_network_with_per_step_dense_check_gradients():
     y = np.random.default_rng(4).integers(0, V, (3, T))
     rows = net.check_gradients(X, y, verbose=False)
     assert len(rows) == 5 + 3
-    worst = max(rows, key=lambda r: r["rel_error"])
-    assert worst["rel_error"] < 1e-6, worst
+    assert_rows_small(rows)
 
 
 @pytest.mark.parametrize("N,T,D,U", [(1, 1, 2, 3), (3, 5, 4, 2)])
 def test_per_step_dense_layer_on_sequences(N, T, D, U):
-    layer = FullyConnected(U)
-    layer.build((T, D), np.random.default_rng(0), np.float64)
+    layer = built(FullyConnected(U), (T, D))
     layer.b.data[...] = randn(U, 1)
     x = randn((N, T, D), 2)
     y = layer.forward(x)
     expected = np.stack([x[:, t] @ layer.W.data.T + layer.b.data for t in range(T)], axis=1)
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-13)
-    errors = gradcheck.check_layer(layer, x)
-    assert set(errors) == {"input", "W", "b"}
-    assert max(errors.values()) < TOL, errors
+    assert_all_small(gradcheck.check_layer(layer, x), {"input", "W", "b"})
 
 
 # -- 3. forward against the documented equations ---------------------------------------------
+@pytest.mark.parametrize("impl", ["fast", "naive"])
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "seq"])
-def test_forward_matches_pytorch_equations(kind, return_sequences):
+def test_forward_matches_pytorch_equations(kind, return_sequences, impl):
+    """Both impls (the naive twin, layers/recurrent_naive.py, is checked against the fast one
+    in test_recurrent_twins.py too) against the per-sample loop above."""
     N, T, D, H = 3, 5, 4, 3
-    layer = make(kind, H, (T, D), seed=8, return_sequences=return_sequences)
+    layer = make(kind, H, (T, D), seed=8, return_sequences=return_sequences, impl=impl)
     G = GATES[kind]
     assert layer.W_ih.data.shape == (G * H, D)
     assert layer.W_hh.data.shape == (G * H, H)
@@ -490,9 +475,7 @@ def test_lstm_clipped_sgd_step_is_the_scaled_gradient():
 
 # -- 6. Embedding -------------------------------------------------------------------------------
 def embedding(V=6, E=3, seed=0):
-    layer = Embedding(V, E)
-    layer.build((None,), np.random.default_rng(seed), np.float64)
-    return layer
+    return built(Embedding(V, E), (None,), seed)
 
 
 def test_embedding_forward_is_row_lookup():
@@ -612,7 +595,7 @@ def test_check_gradients_on_a_network_starting_with_an_embedding():
     net = char_net()
     ids = np.array([[1, 3, 3, 0], [6, 2, 1, 1]])
     rows = net.check_gradients(ids, np.roll(ids, -1, axis=1), verbose=False)
-    assert max(r["rel_error"] for r in rows) < 1e-6
+    assert_rows_small(rows)
 
 
 def test_check_gradients_on_a_stateful_network():
@@ -623,7 +606,7 @@ def test_check_gradients_on_a_stateful_network():
     X = randn((2, 5, 3), 0)
     y = np.random.default_rng(1).integers(0, 6, (2, 5))
     rows = net.check_gradients(X, y, verbose=False)
-    assert max(r["rel_error"] for r in rows) < 1e-6
+    assert_rows_small(rows)
 
 
 # -- 7. errors ----------------------------------------------------------------------------------

@@ -1,6 +1,13 @@
-"""The GRU cell: forward time loop and backpropagation through time."""
+"""The GRU cell, fast: forward time loop and backpropagation through time.
+
+The same cell one step at a time, as the equations read, is
+``recurrent_naive.gru_step_forward`` / ``gru_step_backward``
+(``GRU(H, impl="naive")``): read that first. The tricks used here are
+listed in recurrent.py's docstring and named again where they are used.
+"""
 import numpy as np
 
+from . import recurrent_naive as naive
 from .recurrent import Recurrent, sigmoid_, sigmoid_slope_times, tanh_slope_times
 
 
@@ -26,13 +33,16 @@ class GRU(Recurrent):
 
     kind = "gru"
     gates = 3
+    _naive_step = staticmethod(naive.gru_step_forward)
+    _naive_step_back = staticmethod(naive.gru_step_backward)
 
     def _loop(self, inputs, d, state0):
         steps, n = len(inputs) - 1, inputs.shape[2]
         h, dtype = self.hidden, inputs.dtype
         hs = inputs[:, d + 1:]                                               # h_0 .. h_T
         # The reset gate multiplies only the hidden part of n, so the GRU keeps two products:
-        # [W_ih | b_ih] [x_t; 1] for all steps before the loop, [b_hh | W_hh] [1; h_{t-1}] in it.
+        # from_x = [W_ih | b_ih] [x_t; 1] for all steps in one product before the loop (it does
+        # not depend on h), from_h = [b_hh | W_hh] [1; h_{t-1}] in it (trick 2, as far as it goes).
         gates = self.buffer("gates", (steps, 3 * h, n), dtype)              # becomes [r, z, n] in place
         np.matmul(np.concatenate([self.W_ih.data, self.b_ih.data[:, None]], axis=1),
                   inputs[:steps, :d + 1], out=gates)
@@ -40,14 +50,16 @@ class GRU(Recurrent):
         r_times_u = self.buffer("r_times_u", (h, n), dtype)
         w_hh = np.concatenate([self.b_hh.data[:, None], self.W_hh.data], axis=1)   # (3H, 1+H)
         for t in range(steps):
-            np.matmul(w_hh, inputs[t, d:], out=hidden_proj[t])
+            np.matmul(w_hh, inputs[t, d:], out=hidden_proj[t])               # from_h = h_{t-1} W_hhᵀ + b_hh
             rz = gates[t, :2 * h]
             rz += hidden_proj[t, :2 * h]
-            sigmoid_(rz)
+            sigmoid_(rz)                                                     # r and z: one pass (trick 1)
             r, z, n_ = gates[t, :h], gates[t, h:2 * h], gates[t, 2 * h:]
             np.multiply(r, hidden_proj[t, 2 * h:], out=r_times_u)
             n_ += r_times_u
-            np.tanh(n_, out=n_)
+            np.tanh(n_, out=n_)                                              # n = tanh(x_n + r ⊙ h_n)
+            # h_t = (1 - z) ⊙ n + z ⊙ h_{t-1} as n + z ⊙ (h_{t-1} - n): three passes instead of
+            # four, written into z_{t+1} (trick 2)
             h_new = hs[t + 1]                                                # n + z ⊙ (h_{t-1} - n)
             np.subtract(hs[t], n_, out=h_new)
             h_new *= z
@@ -61,7 +73,7 @@ class GRU(Recurrent):
         steps, _, n = gates.shape
         h, dtype = self.hidden, gates.dtype
         r, z, n_ = gates[:, :h], gates[:, h:2 * h], gates[:, 2 * h:]         # (T, H, N) each
-        # The factors without dh, for all steps at once (out= throughout, as in the LSTM).
+        # Trick 4: the factors without dh, for all steps at once (out= throughout, as in the LSTM).
         scratch = self.buffer("scratch", (steps, h, n), dtype)
         np.subtract(1, z, out=scratch)
         dan_dh = tanh_slope_times(n_, scratch, out=self.buffer("dan_dh", (steps, h, n), dtype))   # (1-z) ⊙ (1-n²)

@@ -1,6 +1,13 @@
-"""The LSTM cell: forward time loop and backpropagation through time."""
+"""The LSTM cell, fast: forward time loop and backpropagation through time.
+
+The same cell one step at a time, as the equations read, is
+``recurrent_naive.lstm_step_forward`` / ``lstm_step_backward``
+(``LSTM(H, impl="naive")``): read that first. The tricks used here are
+listed in recurrent.py's docstring and named again where they are used.
+"""
 import numpy as np
 
+from . import recurrent_naive as naive
 from .recurrent import Recurrent, sigmoid_of_negated_, sigmoid_slope_times, tanh_slope_times
 
 
@@ -28,13 +35,20 @@ class LSTM(Recurrent):
     kind = "lstm"
     gates = 4
     state_count = 2
+    _naive_step = staticmethod(naive.lstm_step_forward)
+    _naive_step_back = staticmethod(naive.lstm_step_backward)
 
     def _gate_scale(self, dtype):
         """-1 on the i, f, o rows and -2 on the g rows of the stacked weights.
 
-        The loop's matrix product then gives -a (and -2a_g) directly, so that all
+        Trick 4. The loop's matrix product then gives -a (and -2a_g) directly, so that all
         four gates are one σ(a) = 1 / (1 + e^{-a}) with no negation pass, using
-        tanh(a_g) = 2σ(2a_g) - 1. Scaling by -1 and -2 is exact in floating point.
+        tanh(a_g) = 2σ(2a_g) - 1: the naive twin's four lines ``i = sigmoid(a_i)``
+        ... ``o = sigmoid(a_o)`` in one exp, one add and one reciprocal pass over
+        (4H, N). Scaling by -1 and -2 is exact in floating point. Measured op by op
+        (28 steps of a (512, 64) float32 block, interleaved, best of 40 rounds):
+        1.75 ms, against 1.86 ms with a negation pass and 1.85 ms with σ on i, f, o
+        and ``np.tanh`` on g; about 0.1 ms of an 11 ms batch.
         """
         scale = np.full(4 * self.hidden, -1, dtype=dtype)
         scale[2 * self.hidden:3 * self.hidden] = -2
@@ -55,17 +69,19 @@ class LSTM(Recurrent):
         cs[0] = state0[1]
         weights = self._step_weights()                                       # (4H, D+1+H), scaled
         for t in range(steps):
+            # -a = -(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh), -2a on the g rows: one product (trick 2)
             a = gates[t].reshape(4 * h, n)
             np.matmul(weights, inputs[t], out=a)
+            # i, f, o = σ(a_i), σ(a_f), σ(a_o) and σ(2a_g) in one pass over all four gates (trick 4)
             sigmoid_of_negated_(a)
             i, f, g, o = gates[t]
-            g *= 2
+            g *= 2                                                           # g = tanh(a_g) = 2σ(2a_g) - 1
             g -= 1
-            np.multiply(f, cs[t], out=cs[t + 1])
+            np.multiply(f, cs[t], out=cs[t + 1])                             # c_t = f ⊙ c_{t-1} + i ⊙ g
             np.multiply(i, g, out=i_times_g)
             cs[t + 1] += i_times_g
-            np.tanh(cs[t + 1], out=tanh_cs[t])
-            np.multiply(o, tanh_cs[t], out=hs[t + 1])
+            np.tanh(cs[t + 1], out=tanh_cs[t])                               # h_t = o ⊙ tanh(c_t), written
+            np.multiply(o, tanh_cs[t], out=hs[t + 1])                        # into z_{t+1} (trick 2)
         self._cache_cells = (gates, cs, tanh_cs)
         return hs[-1], cs[-1]
 
@@ -74,8 +90,11 @@ class LSTM(Recurrent):
         steps, _, h, n = gates.shape
         dtype = gates.dtype
         i, f, g, o = gates[:, 0], gates[:, 1], gates[:, 2], gates[:, 3]     # (T, H, N) each
+        # Trick 4: the factors of the naive twin's da_i, da_f, da_g, da_o and of its dc update
+        # that involve neither dh nor dc, for all T steps in one pass each (in the loop they
+        # would be 5 x T small passes: 0.46 ms against 0.75 ms per batch, op by op).
         # ∂c_t/∂a for the i, f, g blocks, in their order within a: (T, 3, H, N). Written
-        # with out= throughout: a temporary here would be a fresh megabyte per pass.
+        # with out= throughout: a temporary here would be a fresh megabyte per pass (trick 3).
         dc_da = self.buffer("dc_da", (steps, 3, h, n), dtype)
         sigmoid_slope_times(i, g, out=dc_da[:, 0])                           # g ⊙ i(1-i)
         sigmoid_slope_times(f, cs[:-1], out=dc_da[:, 1])                     # c_{t-1} ⊙ f(1-f)
@@ -90,10 +109,10 @@ class LSTM(Recurrent):
         for t in reversed(range(steps)):
             if dy_steps is not None:
                 dh += dy_steps[t]
-            np.multiply(dh, dh_dc[t], out=dc_from_h)
+            np.multiply(dh, dh_dc[t], out=dc_from_h)                         # dc += dh ⊙ o ⊙ (1 - tanh²(c_t))
             dc += dc_from_h
             np.multiply(dc, dc_da[t], out=d_gates[t, :3])                    # da_i, da_f, da_g
             np.multiply(dh, dh_dao[t], out=d_gates[t, 3])                    # da_o
-            dh = w_hh_t @ d_gates[t].reshape(4 * h, n)                       # (H, N)
-            dc *= f[t]
+            dh = w_hh_t @ d_gates[t].reshape(4 * h, n)                       # dh_{t-1} = da W_hh: (H, N)
+            dc *= f[t]                                                       # dc_{t-1} = dc ⊙ f
         return d_gates.reshape(steps, 4 * h, n), None, (dh, dc)
