@@ -10,7 +10,7 @@ its gradient.
 """
 import numpy as np
 import pytest
-from reference import rel_err
+from conftest import rel_err
 
 from nnscratch import autodiff as ad
 from nnscratch.autodiff import Tensor

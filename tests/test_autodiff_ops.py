@@ -13,13 +13,12 @@ import gc
 
 import numpy as np
 import pytest
-from reference import central_difference, rel_err
+from conftest import TOL, central_difference, rel_err
 
 from nnscratch import autodiff as ad
 from nnscratch.autodiff import Tensor
 from nnscratch.layers import Conv2D, MaxPool2D
 
-TOL = 1e-7
 CONST = np.random.default_rng(1234)          # constants captured by the cases below
 MASK = CONST.standard_normal((3, 4)) > 0
 COND_B = CONST.standard_normal((3, 1)) > 0

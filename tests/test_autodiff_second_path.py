@@ -1,37 +1,43 @@
 """The second path: every layer's hand-written backward against autodiff.
 
-For each layer the same forward computation is written again in autodiff
-Tensor operations, from the equations the layer documents (PyTorch's, for the
-recurrent layers) and with the layer's own parameter arrays. A scalar
-``L = Σ y ⊙ R`` (R fixed, random) is run backward through autodiff, and the
-layer's ``backward(R)`` — its ``dx`` and every ``p.grad`` (and the recurrent
-layers' ``initial_state_grad``) — must agree to a norm-wise relative error of
-1e-6 in float64. The forward values are compared too, so a test cannot pass by
-differentiating some other function.
+Each layer's forward is written again in autodiff Tensor operations, once, in
+``nnscratch.layers.tensor_forms`` (from the equations the layer documents:
+PyTorch's, for the recurrent layers), and run on the layer's own parameter
+arrays. A scalar ``L = Σ y ⊙ R`` (R fixed, random) is run backward through
+autodiff, and the layer's ``backward(R)`` — its ``dx`` and every ``p.grad``
+(and the recurrent layers' ``initial_state_grad``) — must agree to a
+norm-wise relative error of 1e-6 in float64. The forward values are compared
+too (same input, same parameters): that is the check that the tensor forms
+themselves are right, so a test cannot pass by differentiating some other
+function.
 
 The costs are checked the same way on their own scalar value (their gradient
 with respect to the prediction, and the fused ``(a - t)/N`` with respect to
-the softmax / sigmoid input); whole networks are re-expressed in Tensor ops
-layer by layer and compared after the network's own ``loss_gradient``.
+the softmax / sigmoid input); whole networks, blocks included, through the
+network's own ``train_step`` against autodiff of ``tensor_forms.network_forward``
+and the cost's form.
 
-Convolution is checked against ``ad.conv2d`` (which reuses the layer's
-``windows`` view and a ``_col2im``-style scatter) AND against a version built
-here from pad + strided slicing + stack + reshape + matmul; pooling against
-``ad.max_pool2d`` / ``ad.avg_pool2d`` AND against stacked slices (or, for
-non-overlapping windows, a reshape) reduced with ``max`` / ``mean``.
+Beside the tensor forms, some layers get further, independent paths written
+here: convolution against a version built from pad + strided slicing + stack +
+reshape + matmul (and ``ad.conv2d`` called with the layer's own arguments);
+pooling against stacked slices (or, for non-overlapping windows, a reshape)
+reduced with ``max`` / ``mean``; dropout against the mask replayed from the
+generator; the embedding against a one-hot matrix product; softmax against the
+``ad.softmax`` op.
 
 Run with ``-s`` to see the largest relative error per layer family.
 """
 import numpy as np
 import pytest
-from reference import away_from_zero, built, randn, rel_err
+from conftest import assert_all_small, away_from_zero, built, randn, rel_err
 
-from nnscratch import Network
+from nnscratch import Network, Residual, Sequential
 from nnscratch import autodiff as ad
 from nnscratch.autodiff import Tensor
-from nnscratch.costs import BinaryCrossEntropy, CrossEntropy, Quadratic
+from nnscratch.costs import BinaryCrossEntropy, CrossEntropy, CrossEntropyLogits, Quadratic
 from nnscratch.layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten,
                               FullyConnected, LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
+from nnscratch.layers.tensor_forms import network_forward, tensor_cost, tensor_forward
 
 TOL = 1e-6
 MAX_ERR = {}     # layer family -> largest relative error seen (printed at the end with -s)
@@ -48,8 +54,7 @@ def _report_max_errors():
 
 def assert_close(family, errors):
     """Every error finite and below TOL; the largest one is recorded for ``family``."""
-    for key, err in errors.items():
-        assert np.isfinite(err) and err < TOL, f"{family} {key}: relative error {err:.3e} ({errors})"
+    assert_all_small(errors, None, TOL)
     MAX_ERR[family] = max(MAX_ERR.get(family, 0.0), *errors.values())
 
 
@@ -57,19 +62,40 @@ def leaf(a):
     return Tensor(np.array(a, dtype=np.float64), requires_grad=True)
 
 
+def parameter_names(layer):
+    """``(name, Parameter)`` for each parameter: ``W`` for a leaf layer's own, the
+    child's path for a block's (``block1.fc1.W``)."""
+    return [(p.name if leaf_ is layer else f"{leaf_.name}.{p.name}", p)
+            for leaf_ in layer.leaves() for p in leaf_.parameters()]
+
+
 def ad_params(layer):
-    """The layer's own parameter arrays as fresh autodiff leaves, by name."""
-    return {p.name: leaf(p.data) for p in layer.parameters()}
+    """The layer's own parameter arrays as fresh autodiff leaves, by name (see ``parameter_names``)."""
+    return {name: leaf(p.data) for name, p in parameter_names(layer)}
 
 
-def second_path(family, layer, x, ad_forward, *, training=False, seed=7, state0=None, zero_grads=()):
-    """Compare ``layer``'s forward/backward with ``ad_forward(x_tensor, params, state0_tensors)``.
+def by_parameter(layer, P):
+    """The same leaves keyed by the layer's ``Parameter`` objects, as the tensor forms take them."""
+    return {p: P[name] for name, p in parameter_names(layer)}
+
+
+def tensor_form(layer, training=False):
+    """``ad_forward`` for ``second_path``: the layer's form from ``tensor_forms``."""
+    def forward(x, P, state0=None):
+        return tensor_forward(layer, x, by_parameter(layer, P), training, initial_state=state0)
+    return forward
+
+
+def second_path(family, layer, x, ad_forward=None, *, training=False, seed=7, state0=None, zero_grads=()):
+    """Compare ``layer``'s forward/backward with ``ad_forward(x_tensor, params, state0_tensors)``,
+    by default the layer's tensor form.
 
     ``L = Σ y ⊙ R``; returns the errors after asserting them. ``state0``: the
     recurrent layers' initial state (tuple of arrays), whose gradient is
     compared with ``layer.initial_state_grad``. ``zero_grads``: parameters whose
     gradient is exactly zero here (both ways); every other gradient must not be.
     """
+    ad_forward = tensor_form(layer, training) if ad_forward is None else ad_forward
     kwargs = {} if state0 is None else {"initial_state": state0 if len(state0) > 1 else state0[0]}
     x_before = np.array(x)
     y = np.array(layer.forward(x, training=training, **kwargs))
@@ -77,15 +103,16 @@ def second_path(family, layer, x, ad_forward, *, training=False, seed=7, state0=
     dy = R.copy()
     dx = layer.backward(dy)
     dx = None if dx is None else np.array(dx)
-    grads = {p.name: np.array(p.grad) for p in layer.parameters()}
+    names = parameter_names(layer)
+    grads = {name: np.array(p.grad) for name, p in names}
     # neither pass writes into its argument, and backward depends only on the cached forward
     np.testing.assert_array_equal(np.asarray(x), x_before)
     np.testing.assert_array_equal(dy, R)
     again = layer.backward(R.copy())
     if dx is not None:
         np.testing.assert_array_equal(np.asarray(again), dx)
-    for p in layer.parameters():
-        np.testing.assert_array_equal(p.grad, grads[p.name])
+    for name, p in names:
+        np.testing.assert_array_equal(p.grad, grads[name])
 
     differentiable = np.issubdtype(np.asarray(x).dtype, np.floating)
     xt = leaf(x) if differentiable else np.asarray(x)
@@ -99,12 +126,12 @@ def second_path(family, layer, x, ad_forward, *, training=False, seed=7, state0=
     if differentiable:
         assert np.linalg.norm(xt.grad.data) > 0
         errors["input"] = rel_err(np.asarray(dx), xt.grad.data)
-    for p in layer.parameters():
-        if p.name in zero_grads:
-            assert not P[p.name].grad.data.any() and not np.any(p.grad), p.name
+    for name, p in names:
+        if name in zero_grads:
+            assert not P[name].grad.data.any() and not np.any(p.grad), name
         else:
-            assert np.linalg.norm(P[p.name].grad.data) > 0, p.name
-        errors[p.name] = rel_err(p.grad, P[p.name].grad.data)
+            assert np.linalg.norm(P[name].grad.data) > 0, name
+        errors[name] = rel_err(p.grad, P[name].grad.data)
     if st is not None:
         hand = layer.initial_state_grad
         hand = hand if isinstance(hand, tuple) else (hand,)
@@ -116,47 +143,8 @@ def second_path(family, layer, x, ad_forward, *, training=False, seed=7, state0=
 
 
 # =============================================================================
-# The forward computations, in Tensor ops, from the layers' documented equations
+# Further paths, written here independently of the tensor forms
 # =============================================================================
-def ad_fully_connected(x, P):
-    """y = x Wᵀ + b over the last axis ((N, D) or (N, T, D): matmul broadcasts W)."""
-    return x @ P["W"].T + P["b"]
-
-
-def ad_sigmoid(x):
-    return 1.0 / (1.0 + ad.exp(-x))
-
-
-def ad_tanh(x):
-    return ad.tanh(x)
-
-
-def ad_relu(x):
-    return ad.where(x.data > 0, x, 0.0)
-
-
-def ad_leaky_relu(x, slope):
-    return ad.where(x.data > 0, x, slope * x)
-
-
-def ad_softmax(x):
-    e = ad.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def ad_batchnorm(x, P, layer, training):
-    axes = (0,) if x.ndim == 2 else (0, 2, 3)
-    shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
-    if training:
-        mu = x.mean(axis=axes, keepdims=True)
-        var = ((x - mu) * (x - mu)).mean(axis=axes, keepdims=True)          # biased
-    else:
-        mu = Tensor(layer.running_mean.reshape(shape))
-        var = Tensor(layer.running_var.reshape(shape))
-    x_hat = (x - mu) / ad.sqrt(var + layer.eps)
-    return x_hat * P["gamma"].reshape(shape) + P["beta"].reshape(shape)
-
-
 def pad_widths(padding, kernel):
     """Zero padding ((top, bottom), (left, right)) from Conv2D's documented argument, written here:
     "same" puts k - 1 in total per axis, the odd one at the bottom/right (as PyTorch)."""
@@ -206,35 +194,6 @@ def pool_by_reshape(x, size, reduce):
     return blocks.max(axis=(3, 5)) if reduce == "max" else blocks.mean(axis=(3, 5))
 
 
-def ad_recurrent(layer, x, P, state0):
-    """The time loop from PyTorch's documented equations, gate blocks sliced out of the stacked weights."""
-    H = layer.hidden
-
-    def lin(k, inp, w, bias):                       # inp W_kᵀ + b_k for gate block k
-        return inp @ P[w][k * H:(k + 1) * H].T + P[bias][k * H:(k + 1) * H]
-
-    h = state0[0]
-    c = state0[1] if isinstance(layer, LSTM) else None
-    hs = []
-    for t in range(x.shape[1]):
-        xt = x[:, t]
-        if isinstance(layer, LSTM):
-            a = [lin(k, xt, "W_ih", "b_ih") + lin(k, h, "W_hh", "b_hh") for k in range(4)]
-            i, f, g, o = ad.sigmoid(a[0]), ad.sigmoid(a[1]), ad.tanh(a[2]), ad.sigmoid(a[3])
-            c = f * c + i * g
-            h = o * ad.tanh(c)
-        elif isinstance(layer, GRU):
-            r = ad.sigmoid(lin(0, xt, "W_ih", "b_ih") + lin(0, h, "W_hh", "b_hh"))
-            z = ad.sigmoid(lin(1, xt, "W_ih", "b_ih") + lin(1, h, "W_hh", "b_hh"))
-            n = ad.tanh(lin(2, xt, "W_ih", "b_ih") + r * lin(2, h, "W_hh", "b_hh"))
-            h = (1 - z) * n + z * h
-        else:
-            a = xt @ P["W_ih"].T + P["b_ih"] + h @ P["W_hh"].T + P["b_hh"]
-            h = ad.tanh(a) if layer.activation == "tanh" else ad_relu(a)
-        hs.append(h)
-    return ad.stack(hs, axis=1) if layer.return_sequences else h
-
-
 # =============================================================================
 # Dense layer and activations
 # =============================================================================
@@ -242,15 +201,15 @@ def ad_recurrent(layer, x, P, state0):
 def test_fully_connected(shape):
     layer = built(FullyConnected(6), shape[1:])
     layer.b.data[...] = randn(6, 1)
-    second_path("dense", layer, randn(shape, 2), ad_fully_connected)
+    second_path("dense", layer, randn(shape, 2))
 
 
-ACTIVATIONS = {
-    "sigmoid": (Sigmoid, lambda x, P: ad_sigmoid(x)),
-    "tanh": (Tanh, lambda x, P: ad_tanh(x)),
-    "relu": (ReLU, lambda x, P: ad_relu(x)),
-    "leaky_relu": (lambda: LeakyReLU(0.2), lambda x, P: ad_leaky_relu(x, 0.2)),
-    "softmax": (Softmax, lambda x, P: ad_softmax(x)),
+ACTIVATIONS = {                            # name: (layer, ad_forward: None = its tensor form)
+    "sigmoid": (Sigmoid, None),
+    "tanh": (Tanh, None),
+    "relu": (ReLU, None),
+    "leaky_relu": (lambda: LeakyReLU(0.2), None),
+    "softmax": (Softmax, None),
     "softmax_ad_op": (Softmax, lambda x, P: ad.softmax(x, axis=-1)),
 }
 
@@ -267,7 +226,7 @@ def test_activations(name, shape):
 def test_softmax_large_logits():
     layer = built(Softmax(), (5,))
     x = randn((3, 5), 4) + np.array([[800.0], [-800.0], [0.0]])
-    second_path("activations", layer, x, lambda x, P: ad_softmax(x))
+    second_path("activations", layer, x)
 
 
 # =============================================================================
@@ -282,19 +241,11 @@ def soft_targets(shape, seed):
     return t / t.sum(axis=-1, keepdims=True)
 
 
-def ad_quadratic(a, t):
-    rows = a.size // a.shape[-1]
-    d = a - t
-    return 0.5 * (d * d).sum() / rows
-
-
-def ad_cross_entropy(a, t):
-    return -(Tensor(t) * ad.log(a)).sum() / (a.size // a.shape[-1])
-
-
-def ad_binary_cross_entropy(a, t):
-    t = Tensor(t)
-    return -(t * ad.log(a) + (1 - t) * ad.log(1 - a)).sum() / (a.size // a.shape[-1])
+def cost_form(cost, output_layer=None):
+    """``make_ad`` for ``cost_path``: the cost's tensor form, after ``output_layer``'s form if given."""
+    if output_layer is None:
+        return lambda at, t: tensor_cost(cost, at, t)
+    return lambda zt, t: tensor_cost(cost, tensor_forward(output_layer, zt), t)
 
 
 def cost_path(family, value, gradient, make_ad, a, t):
@@ -314,7 +265,7 @@ SHAPES = [(6, 4), (3, 5, 4)]        # (N, K) and sequences (N, T, K): averaged o
 def test_quadratic_cost(shape):
     a, t = randn(shape, 5), randn(shape, 6)
     cost = Quadratic()
-    cost_path("costs", cost.value(a, t), cost.gradient(a, t), ad_quadratic, a, t)
+    cost_path("costs", cost.value(a, t), cost.gradient(a, t), cost_form(cost), a, t)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -324,13 +275,13 @@ def test_cross_entropy_cost_and_fused_with_softmax(shape, targets):
     t = one_hot(np.random.default_rng(7).integers(0, k, shape[:-1]), k) if targets == "one_hot" \
         else soft_targets(shape, 7)
     z = 2 * randn(shape, 8)
-    a = built(Softmax(), shape[1:]).forward(z)
+    softmax = built(Softmax(), shape[1:])
+    a = softmax.forward(z)
     cost = CrossEntropy()
     # its own gradient, -t / (N a), with respect to the probabilities
-    cost_path("costs", cost.value(a, t), cost.gradient(a, t), ad_cross_entropy, a, t)
+    cost_path("costs", cost.value(a, t), cost.gradient(a, t), cost_form(cost), a, t)
     # fused with softmax: (a - t) / N with respect to the logits
-    cost_path("costs", cost.value(a, t), cost.fused_gradient(a, t),
-              lambda zt, t: ad_cross_entropy(ad_softmax(zt), t), z, t)
+    cost_path("costs", cost.value(a, t), cost.fused_gradient(a, t), cost_form(cost, softmax), z, t)
     if len(shape) == 2:   # and against the autodiff op, from the logits through log-softmax
         cost_path("costs", cost.value(a, t), cost.fused_gradient(a, t), ad.cross_entropy, z, t)
 
@@ -340,11 +291,26 @@ def test_binary_cross_entropy_cost_and_fused_with_sigmoid(shape):
     t = (randn(shape, 9) > 0).astype(np.float64)
     t[0] = np.random.default_rng(10).uniform(size=shape[1:])   # soft targets in one row
     z = 2 * randn(shape, 11)
-    a = built(Sigmoid(), shape[1:]).forward(z)
+    sigmoid = built(Sigmoid(), shape[1:])
+    a = sigmoid.forward(z)
     cost = BinaryCrossEntropy()
-    cost_path("costs", cost.value(a, t), cost.gradient(a, t), ad_binary_cross_entropy, a, t)
-    cost_path("costs", cost.value(a, t), cost.fused_gradient(a, t),
-              lambda zt, t: ad_binary_cross_entropy(ad_sigmoid(zt), t), z, t)
+    cost_path("costs", cost.value(a, t), cost.gradient(a, t), cost_form(cost), a, t)
+    cost_path("costs", cost.value(a, t), cost.fused_gradient(a, t), cost_form(cost, sigmoid), z, t)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("targets", ["one_hot", "soft"])
+def test_cross_entropy_on_logits_cost(shape, targets):
+    """No softmax layer: the cost takes the logits; against log-softmax in Tensor ops, and
+    against cross-entropy after a softmax (the same function)."""
+    k = shape[-1]
+    t = one_hot(np.random.default_rng(17).integers(0, k, shape[:-1]), k) if targets == "one_hot" \
+        else soft_targets(shape, 17)
+    z = 3 * randn(shape, 18)
+    cost = CrossEntropyLogits()
+    cost_path("costs", cost.value(z, t), cost.gradient(z, t), cost_form(cost), z, t)
+    after_softmax = cost_form(CrossEntropy(), built(Softmax(), shape[1:]))
+    cost_path("costs", cost.value(z, t), cost.gradient(z, t), after_softmax, z, t)
 
 
 # =============================================================================
@@ -368,12 +334,15 @@ def test_dropout_training_with_the_mask_read_back(p, shape):
     layer.rng.bit_generator.state = state            # second_path runs the forward again: same mask
     mask = Tensor(keep / (1 - p))
     second_path("dropout", layer, x, lambda x, P: x * mask, training=True)
+    # the tensor form: the mask of the layer's last training forward
+    layer.rng.bit_generator.state = state
+    second_path("dropout", layer, x, training=True)
 
 
 @pytest.mark.parametrize("p,training", [(0.5, False), (0.0, True)])
 def test_dropout_identity_cases(p, training):
     layer = built(Dropout(p), (6,))
-    second_path("dropout", layer, randn((5, 6), 14), lambda x, P: 1.0 * x, training=training)
+    second_path("dropout", layer, randn((5, 6), 14), training=training)
 
 
 # =============================================================================
@@ -390,7 +359,7 @@ def test_batchnorm(shape, training):
     layer.running_var = np.exp(randn(c, 18))
     rm, rv = layer.running_mean.copy(), layer.running_var.copy()
     x = 2 * randn(shape, 19) + 1
-    second_path("batchnorm", layer, x, lambda xt, P: ad_batchnorm(xt, P, layer, training), training=training)
+    second_path("batchnorm", layer, x, training=training)
     if training:   # the running statistics move as documented (unbiased variance), once per forward
         axes = (0,) if len(shape) == 2 else (0, 2, 3)
         m = x.size // c
@@ -417,14 +386,16 @@ CONV_CONFIGS = {
 
 @pytest.mark.parametrize("config", list(CONV_CONFIGS))
 @pytest.mark.parametrize("impl", ["fast", "naive"])
-@pytest.mark.parametrize("path", ["ad_conv2d", "primitives"])
+@pytest.mark.parametrize("path", ["ad_conv2d", "primitives", "tensor_form"])
 def test_conv2d(config, impl, path):
     c, h, w, f, kernel, stride, padding = CONV_CONFIGS[config]
     layer = built(Conv2D(f, kernel, stride=stride, padding=padding, impl=impl), (c, h, w))
     layer.b.data[...] = randn(f, 20)
     x = randn((3, c, h, w), 21)
     kh, kw = layer.W.data.shape[2:]
-    if path == "ad_conv2d":
+    if path == "tensor_form":
+        forward = None
+    elif path == "ad_conv2d":                        # the op, given the layer's own arguments
         forward = lambda x, P: ad.conv2d(x, P["W"], P["b"], stride=stride, padding=padding)
     else:
         s = (stride, stride) if np.isscalar(stride) else stride
@@ -466,7 +437,8 @@ def test_pooling(config, impl, kind, layout):
     sz = (size, size) if np.isscalar(size) else size
     st = sz if stride is None else ((stride, stride) if np.isscalar(stride) else stride)
     op = ad.max_pool2d if kind == "max" else ad.avg_pool2d
-    paths = {"ad_op": lambda x, P: op(x, size, stride),
+    paths = {"tensor_form": None,
+             "ad_op": lambda x, P: op(x, size, stride),
              "slices": lambda x, P: pool_from_slices(x, sz, st, kind)}
     if st == sz:
         paths["reshape"] = lambda x, P: pool_by_reshape(x, sz, kind)
@@ -482,13 +454,13 @@ def test_max_pool_ties_go_to_the_first_maximum(impl, size, stride):
     x = np.maximum(randn((2, 2, 7, 7), 60), 0)
     x[0, 0, :3, :3] = 0.5                               # a window of equal positive values
     layer = built(MaxPool2D(size, stride, impl=impl), (2, 7, 7))
-    second_path("pooling", layer, x, lambda x, P: ad.max_pool2d(x, size, stride))
+    second_path("pooling", layer, x)
 
 
 def test_flatten():
     layer = built(Flatten(), (2, 3, 4))
     x = np.ascontiguousarray(randn((3, 3, 4, 2), 25)).transpose(0, 3, 1, 2)
-    second_path("pooling", layer, x, lambda x, P: x.reshape(x.shape[0], -1))
+    second_path("pooling", layer, x)
 
 
 # =============================================================================
@@ -516,8 +488,7 @@ def test_recurrent(kind, steps, return_sequences, given_state):
     else:
         state0 = tuple(np.zeros((N, H)) for _ in range(count))
     zero = ("W_hh",) if steps == 1 and not given_state else ()     # h0 = 0 multiplies W_hh
-    second_path("recurrent", layer, x, lambda x, P, s: ad_recurrent(layer, x, P, s), state0=state0,
-                zero_grads=zero)
+    second_path("recurrent", layer, x, state0=state0, zero_grads=zero)
 
 
 @pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "gru"])
@@ -526,7 +497,7 @@ def test_recurrent_free_sequence_length(kind):
     layer = built(RECURRENT[kind](3, False), (None, 2), seed=36)
     x = randn((2, 4, 2), 37)
     state0 = tuple(randn((2, 3), 38 + k) for k in range(2 if kind == "lstm" else 1))
-    second_path("recurrent", layer, x, lambda x, P, s: ad_recurrent(layer, x, P, s), state0=state0)
+    second_path("recurrent", layer, x, state0=state0)
 
 
 @pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "gru"])
@@ -545,7 +516,7 @@ def test_recurrent_stateful_second_batch(kind):
     dx = layer.backward(R)
     xt, P = leaf(x), ad_params(layer)
     st = tuple(leaf(s) for s in carried)
-    yt = ad_recurrent(layer, xt, P, st)
+    yt = tensor_forward(layer, xt, by_parameter(layer, P), initial_state=st)
     (yt * R).sum().backward()
     hand = layer.initial_state_grad if isinstance(layer.initial_state_grad, tuple) else (layer.initial_state_grad,)
     errors = {"forward": rel_err(yt.data, y), "input": rel_err(dx, xt.grad.data)}
@@ -564,7 +535,7 @@ def test_recurrent_without_initial_state_argument():
     dx = layer.backward(R)
     xt, P = leaf(x), ad_params(layer)
     h0, c0 = leaf(np.zeros((2, 4))), leaf(np.zeros((2, 4)))
-    (ad_recurrent(layer, xt, P, (h0, c0)) * R).sum().backward()
+    (tensor_forward(layer, xt, by_parameter(layer, P), initial_state=(h0, c0)) * R).sum().backward()
     errors = {"input": rel_err(dx, xt.grad.data), "h0": rel_err(layer.initial_state_grad[0], h0.grad.data),
               "c0": rel_err(layer.initial_state_grad[1], c0.grad.data)}
     errors.update({p.name: rel_err(p.grad, P[p.name].grad.data) for p in layer.parameters()})
@@ -579,7 +550,7 @@ def test_embedding(gather):
     ids[0, :3] = 2                                       # repeated ids: their gradients must add up
     ids[2, -1] = 6
     if gather == "getitem":
-        forward = lambda x, P: P["W"][x]                  # autodiff gather: a scatter-add VJP
+        forward = None                                   # the tensor form: a gather, a scatter-add VJP
     else:
         forward = lambda x, P: Tensor(np.eye(V)[x]) @ P["W"]
     errors = second_path("embedding", layer, ids, forward)
@@ -587,73 +558,39 @@ def test_embedding(gather):
 
 
 # =============================================================================
-# Whole networks: the network's own loss_gradient against autodiff of forward + cost
+# Whole networks: the network's own train_step against autodiff of forward + cost
 # =============================================================================
-def ad_network_forward(net, x, P, masks, training=True):
-    """Every layer of ``net`` in Tensor ops, in order (dropout masks given, by layer name)."""
-    for layer in net.layers:
-        p = P.get(layer.name, {})
-        if isinstance(layer, FullyConnected):
-            x = ad_fully_connected(x, p)
-        elif isinstance(layer, BatchNorm):
-            x = ad_batchnorm(x, p, layer, training)
-        elif isinstance(layer, Dropout):
-            x = x * Tensor(masks[layer.name]) if training else x
-        elif isinstance(layer, Conv2D):
-            x = conv_from_primitives(x, p["W"], p["b"], layer.stride, layer.pads)
-        elif isinstance(layer, MaxPool2D):
-            x = pool_from_slices(x, layer.size, layer.stride, "max")
-        elif isinstance(layer, AvgPool2D):
-            x = pool_from_slices(x, layer.size, layer.stride, "avg")
-        elif isinstance(layer, Flatten):
-            x = x.reshape(x.shape[0], -1)
-        elif isinstance(layer, (RNN, LSTM, GRU)):
-            n = x.shape[0]
-            zeros = tuple(Tensor(np.zeros((n, layer.hidden))) for _ in range(2 if isinstance(layer, LSTM) else 1))
-            x = ad_recurrent(layer, x, p, zeros)
-        elif isinstance(layer, Embedding):
-            x = p["W"][x]
-        elif isinstance(layer, LeakyReLU):
-            x = ad_leaky_relu(x, layer.negative_slope)
-        else:
-            x = {Sigmoid: ad_sigmoid, Tanh: ad_tanh, ReLU: ad_relu, Softmax: ad_softmax}[type(layer)](x)
-    return x
-
-
-AD_COSTS = {"cross_entropy": ad_cross_entropy, "binary_cross_entropy": ad_binary_cross_entropy,
-            "quadratic": ad_quadratic}
-
-
 def network_path(net, X, targets):
-    """net.forward(training=True) + net.loss_gradient against autodiff of the same forward and cost,
-    with every dropout mask made identical by resetting the network's generator before each pass."""
-    for layer in net.layers:                           # non-degenerate biases and normalization parameters
+    """net.train_step (forward in training mode, cost, backward) against autodiff of the network's
+    and the cost's tensor forms, with every dropout mask made identical by resetting the network's
+    generator before each pass."""
+    leaves = [layer for _, layer in net.named_layers()]
+    for layer in leaves:                               # non-degenerate biases and normalization parameters
         for p in layer.parameters():
             if p.name in ("b", "beta", "gamma"):
                 p.data[...] = (p.name == "gamma") + 0.3 * randn(p.data.shape, 40 + len(p.name))
     state = net.rng.bit_generator.state
 
-    # the masks: each dropout layer run on ones from the same generator state (only dropout draws in forward)
-    masks = {}
-    drops = [layer for layer in net.layers if isinstance(layer, Dropout)]
+    # the mask: the dropout layer run on ones from the same generator state (only dropout draws in
+    # forward); its tensor form uses the mask of this, its last, training forward
+    drops = [layer for layer in leaves if isinstance(layer, Dropout)]
     assert len(drops) <= 1, "one dropout layer: its draw is the first after the reset"
     for layer in drops:
         net.rng.bit_generator.state = state
-        masks[layer.name] = layer.forward(np.ones((len(X),) + layer.input_shape), training=True).copy()
+        layer.forward(np.ones((len(X),) + layer.input_shape), training=True)
 
-    P = {layer.name: ad_params(layer) for layer in net.layers}
-    x = X if net.layers[0].kind == "embedding" else Tensor(np.asarray(X, dtype=np.float64))
-    out_t = ad_network_forward(net, x, P, masks)
-    loss = AD_COSTS[net.cost.name](out_t, targets)
+    P = {layer.name: ad_params(layer) for layer in leaves}
+    params = {p: P[layer.name][p.name] for layer in leaves for p in layer.parameters()}
+    x = X if isinstance(leaves[0], Embedding) else Tensor(np.asarray(X, dtype=np.float64))
+    out_t = network_forward(net, x, params, training=True)
+    loss = tensor_cost(net.cost, out_t, targets)
     loss.backward()
 
     net.rng.bit_generator.state = state
-    out = net.forward(X, training=True)
-    net.loss_gradient(out, targets)
+    hand_loss, out = net.train_step(X, targets, return_output=True)
 
-    errors = {"forward": rel_err(out_t.data, out),
-              "cost": abs(net.cost.value(out, targets) - loss.item()) / abs(loss.item())}
-    for layer, after in zip(net.layers, net.layers[1:] + [None]):
+    errors = {"forward": rel_err(out_t.data, out), "cost": abs(hand_loss - loss.item()) / abs(loss.item())}
+    for layer, after in zip(leaves, leaves[1:] + [None]):
         for p in layer.parameters():
             auto = P[layer.name][p.name].grad.data
             if p.name == "b" and isinstance(after, BatchNorm):
@@ -725,9 +662,79 @@ def test_network_rnn_lstm_quadratic_not_fused():
     network_path(net, randn((3, 4, 3), 56), randn((3, 2), 57))
 
 
+def test_network_residual_mlp_with_nested_blocks():
+    """Blocks: a residual block holding batch norm and dropout, a sequential block holding a
+    residual one; names and gradients reach every inner layer."""
+    net = Network(6, "cross_entropy", seed=7, dtype=np.float64)
+    net.add_fc_layer(5)
+    net.add(Residual(FullyConnected(5), BatchNorm(), ReLU(), Dropout(0.25), FullyConnected(5)))
+    net.add(Sequential(Tanh(), Residual(FullyConnected(5), Sigmoid()), FullyConnected(4)))
+    net.add_softmax_layer()
+    assert net.fused_output
+    X = randn((8, 6), 60)
+    targets = soft_targets((8, 4), 61)
+    errors = network_path(net, X, targets)
+    assert set(errors) >= {"block1.fc1.W", "block1.batchnorm1.gamma", "block1.fc2.W", "block2.block1.fc1.W",
+                           "block2.block1.fc1.b", "block2.fc1.W", "fc1.W"}
+
+
+def test_network_residual_cnn_binary_cross_entropy():
+    net = Network((2, 6, 6), "binary_cross_entropy", seed=8, dtype=np.float64)
+    net.add_conv_layer(3, 3, padding=1)
+    net.add(Residual(Conv2D(3, 3, padding="same"), BatchNorm(), ReLU(), Conv2D(3, (2, 3), padding="same",
+                                                                             impl="naive")))
+    net.add_maxpool_layer(2)
+    net.add(Sequential(Flatten(), FullyConnected(2)))
+    net.add_sigmoid_layer()
+    X = randn((3, 2, 6, 6), 62)
+    targets = (randn((3, 2), 63) > 0).astype(np.float64)
+    errors = network_path(net, X, targets)
+    assert set(errors) >= {"block1.conv1.W", "block1.conv2.W", "block1.batchnorm1.gamma", "block2.fc1.W"}
+
+
+@pytest.mark.parametrize("shape", [(6,), (3, 6)], ids=["NxK", "NxTxK"])
+def test_network_cross_entropy_on_logits_without_a_softmax_layer(shape):
+    net = Network(shape, CrossEntropyLogits(), seed=9, dtype=np.float64)
+    net.add_fc_layer(5)
+    net.add_tanh_layer()
+    net.add_fc_layer(4)
+    assert not net.fused_output
+    X = randn((5,) + shape, 64)
+    targets = soft_targets((5,) + shape[:-1] + (4,), 65)
+    errors = network_path(net, X, targets)
+    assert set(errors) >= {"fc1.W", "fc1.b", "fc2.W", "fc2.b"}
+
+
 # =============================================================================
-# The comparison is not vacuous
+# Every layer has a form, and the comparison is not vacuous
 # =============================================================================
+def test_every_layer_class_has_a_tensor_form_and_an_unknown_one_is_named():
+    import nnscratch.layers as layers
+    from nnscratch.layers.tensor_forms import form_of
+    classes = [getattr(layers, name) for name in layers.__all__ if name not in ("Layer", "Parameter")]
+    assert len(classes) >= 18
+    for cls in classes:
+        assert form_of(cls.__new__(cls)) is not None, cls.__name__
+
+    class Doubled(ReLU):                      # a subclass uses its base class's form (the MRO)
+        pass
+    assert form_of(Doubled()) is form_of(ReLU())
+
+    class Mystery(layers.Layer):
+        kind = "mystery"
+    with pytest.raises(TypeError, match=r"mystery \(Mystery\) has no Tensor-op form"):
+        tensor_forward(built(Mystery(), (3,)), np.ones((2, 3)))
+
+
+def test_recurrent_naive_twin():
+    """impl="naive" has the same parameters, so the same form checks it."""
+    for make in (lambda: RNN(4, return_sequences=True, impl="naive"), lambda: LSTM(4, impl="naive"),
+                 lambda: GRU(4, return_sequences=True, impl="naive")):
+        layer = built(make(), (3, 2), seed=66)
+        state0 = tuple(randn((2, 4), 67 + k) for k in range(2 if isinstance(layer, LSTM) else 1))
+        second_path("recurrent", layer, randn((2, 3, 2), 68), state0=state0)
+
+
 def test_a_wrong_backward_is_caught():
     layer = built(FullyConnected(3), (4,))
     x = randn((5, 4), 58)
@@ -735,7 +742,7 @@ def test_a_wrong_backward_is_caught():
     R = randn(y.shape, 59)
     layer.backward(R)
     xt, P = leaf(x), ad_params(layer)
-    (ad_fully_connected(xt, P) * R).sum().backward()
+    (tensor_forward(layer, xt, by_parameter(layer, P)) * R).sum().backward()
     assert rel_err(layer.W.grad, P["W"].grad.data) < TOL
     wrong = layer.W.grad.copy()
     wrong[0, 0] += 1e-3 * np.linalg.norm(wrong)          # one entry off by 0.1% of the norm

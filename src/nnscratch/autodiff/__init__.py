@@ -16,18 +16,21 @@ array([ 3., 12., 27.])
 array([[ 6.,  0.],
        [ 0., 12.]])
 
-Modules: ``tensor`` (Tensor, recording), ``mode`` (no_grad), ``engine``
-(backward, gradients), ``elementwise``, ``reductions``, ``shape``, ``linalg``,
-``nn`` (softmax family, cross-entropy), ``convolution`` (conv2d, pooling),
-``functional`` (grad, value_and_grad, jacobian, hessian, hvp), ``graph``
-(to_dot, draw_graph).
+Modules, each importing only the ones before it (so any of them can be
+imported first): ``mode`` (no_grad), ``tensor`` (Tensor, recording),
+``shape``, ``elementwise``, ``reductions``, ``linalg``, ``nn`` (softmax
+family, cross-entropy), ``convolution`` (conv2d, pooling, unfold),
+``engine`` (backward, gradients), ``functional`` (grad, value_and_grad,
+jacobian, hessian, hvp), ``graph`` (to_dot, draw_graph). The package is
+the engine and its operations only; ``bridge`` (``AutodiffLayer`` and the
+checks of the layers' backward passes) uses the layers and is imported on
+its own, and the layers' forwards in Tensor ops are in
+``nnscratch.layers.tensor_forms``.
 
 ``sum``, ``max``, ``min``, ``abs`` and ``power`` are available as attributes
 (``ad.sum(t)``) but are not in the star-import list, so that
 ``from nnscratch.autodiff import *`` does not shadow Python's builtins.
 """
-from .tensor import Tensor  # noqa: I001  (first: the operation modules need it)
-from .bridge import AutodiffLayer, check_layer_with_autodiff, check_network_with_autodiff
 from .convolution import avg_pool2d, conv2d, fold, max_pool2d, unfold
 from .elementwise import (add, astype, clip, div, exp, log, maximum, minimum, mul, neg, relu, sigmoid, sqrt,
                           sub, tanh, where)
@@ -42,6 +45,7 @@ from .reductions import mean, std, var
 from .reductions import max as max, min as min, sum as sum  # re-exported, kept out of __all__ (builtins)
 from .shape import (broadcast_to, concatenate, expand_dims, flatten, getitem, pad, reshape, squeeze, stack,
                     sum_to, swapaxes, transpose)
+from .tensor import Tensor
 
 __all__ = [
     "Tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
@@ -55,5 +59,4 @@ __all__ = [
     "softmax", "log_softmax", "logsumexp", "cross_entropy",
     "conv2d", "max_pool2d", "avg_pool2d", "unfold", "fold",
     "to_dot", "draw_graph",
-    "AutodiffLayer", "check_layer_with_autodiff", "check_network_with_autodiff",
 ]

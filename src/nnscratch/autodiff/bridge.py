@@ -1,17 +1,28 @@
-"""The bridge between the two paths to gradients.
+"""Between the two paths to gradients: a layer made of Tensor ops, and the
+checks of every hand-written backward against autodiff.
 
 ``AutodiffLayer`` is a layer defined only by a forward function in Tensor
 ops: its backward is whatever autodiff derives, so it sits in a ``Network``
 and trains with no hand-written backward.
 
-``layer_as_tensor_ops`` re-expresses the library's own layers in Tensor ops,
-so ``check_layer_with_autodiff`` (and ``net.check_gradients(method="autodiff")``)
-can compare every hand-written backward with the gradients autodiff derives
-from the forward alone.
+``check_layer_with_autodiff`` and ``check_network_with_autodiff`` (that is,
+``net.check_gradients(method="autodiff")``) compare the library's
+hand-written backward passes with the gradients autodiff derives from the
+same forwards written in Tensor ops (``nnscratch.layers.tensor_forms``).
+
+This module uses the layers, so the ``autodiff`` package (the engine) does
+not import it: ``from nnscratch.autodiff.bridge import AutodiffLayer``, or
+``from nnscratch import AutodiffLayer``.
 """
+import copy
+
 import numpy as np
 
+from ..gradcheck import relative_error
 from ..layers.base import Layer, Parameter
+from ..layers.tensor_forms import (cost_form_of, network_forward, parameter_tensors, register, tensor_cost,
+                                   tensor_forward)
+from ..training import prepare_targets
 from .engine import gradients
 from .mode import no_grad
 from .tensor import Tensor
@@ -79,108 +90,141 @@ class AutodiffLayer(Layer):
         return dx if self.needs_input_grad else None
 
 
-# -- the library's layers written in Tensor ops ------------------------------------------
-def _dense(layer, x, W, b):
-    return x @ W.T + b
+@register(AutodiffLayer)
+def autodiff_layer_form(layer, x, params, training):
+    """Its own ``fn`` (so a network holding one can be checked as a whole)."""
+    return layer.fn(x, *[params[p] for p in layer.params])
 
 
-def _batchnorm(layer, x, gamma, beta, training):
-    axes = (0,) if x.ndim == 2 else (0, 2, 3)
-    shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
-    if training:
-        mean = x.mean(axis=axes, keepdims=True)
-        var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
-    else:
-        mean, var = layer.running_mean.reshape(shape), layer.running_var.reshape(shape)
-    return (x - mean) / (var + layer.eps) ** 0.5 * gamma.reshape(shape) + beta.reshape(shape)
-
-
-def _conv(layer, x, W, b):
-    from .convolution import conv2d
-    (pt, pb), (pl, pr) = layer.pads
-    if (pt, pl) != (pb, pr):
-        raise NotImplementedError("asymmetric padding")
-    return conv2d(x, W, b, stride=layer.stride, padding=(pt, pl))
-
-
-def _pool(pool):
-    def forward(layer, x):
-        return pool(x, layer.size, layer.stride)
-    return forward
-
-
-def _tensor_forward(layer):
-    """``f(layer, x, *params[, training]) -> Tensor`` for the library's layer kinds, or None."""
-    from . import elementwise as ew
-    from .convolution import avg_pool2d, max_pool2d
-    from .nn import softmax
-    return {
-        "fc": _dense,
-        "sigmoid": lambda layer, x: ew.sigmoid(x),
-        "tanh": lambda layer, x: ew.tanh(x),
-        "relu": lambda layer, x: ew.relu(x),
-        "leaky_relu": lambda layer, x: ew.where(x.data > 0, x, x * layer.negative_slope),
-        "softmax": lambda layer, x: softmax(x, axis=-1),
-        "flatten": lambda layer, x: x.reshape(x.shape[0], -1),
-        "maxpool": _pool(max_pool2d),
-        "avgpool": _pool(avg_pool2d),
-        "conv": _conv,
-        "batchnorm": _batchnorm,
-    }.get(layer.kind)
+# -- the checks ----------------------------------------------------------------------------
+def _parameter_names(layer):
+    """``{id(p): name}``: ``W`` for a leaf's own parameter, the path below the block for a
+    block's (``fc1.W`` in block ``block1``, whose child is named ``block1.fc1``)."""
+    names = {}
+    for leaf in layer.leaves():
+        path = "" if leaf is layer else leaf.name.removeprefix(layer.name + ".") + "."
+        names.update({id(p): path + p.name for p in leaf.parameters()})
+    return names
 
 
 def check_layer_with_autodiff(layer, x, training=True, seed=0):
-    """Relative errors between ``layer.backward`` and autodiff's gradients of the
-    same forward written in Tensor ops, for ``L = Σ y ⊙ R``; None when the
-    layer kind has no Tensor-op version here (recurrent layers, dropout).
+    """Relative errors between ``layer``'s forward and backward and autodiff's
+    derivation from its Tensor-op form (``tensor_forms.tensor_forward``).
 
-    Returns ``{"input": err, "<param>": err, ...}``.
+    The scalar compared is ``L = Σ y ⊙ R`` for a fixed random ``R``, so the
+    layer's backward gets ``dy = R``. Works for blocks (their parameters
+    named by path, ``fc1.W``). Returns ``{"forward": err, "input": err,
+    "<param>": err, ...}`` ("input" only for a floating-point ``x``: token
+    ids have no gradient). A layer class without a form is a TypeError naming it.
     """
-    from ..gradcheck import relative_error
-    forward = _tensor_forward(layer)
-    if forward is None:
-        return None
+    x = np.asarray(x)
     y = layer.forward(x, training)
     R = np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
     needs = layer.needs_input_grad
     layer.needs_input_grad = True
-    dx = layer.backward(R)
-    layer.needs_input_grad = needs
-    x_t = Tensor(np.asarray(x), requires_grad=True)
-    p_t = [Tensor(p.data, requires_grad=True) for p in layer.parameters()]
-    extra = (training,) if layer.kind == "batchnorm" else ()
-    y_t = forward(layer, x_t, *p_t, *extra)
-    grads = gradients([y_t], [x_t] + p_t, grad_outputs=[R])
-    grads = [g.data if isinstance(g, Tensor) else np.asarray(g) for g in grads]
-    errors = {"input": relative_error(dx, grads[0])}
-    for p, g in zip(layer.parameters(), grads[1:]):
-        errors[p.name] = relative_error(p.grad, g)
+    try:
+        dx = layer.backward(R)
+    finally:
+        layer.needs_input_grad = needs
+    hand = {id(p): np.array(p.grad) for p in layer.parameters()}
+
+    differentiable = np.issubdtype(x.dtype, np.floating)
+    x_t = Tensor(x, requires_grad=True) if differentiable else x
+    params = parameter_tensors(layer)
+    y_t = tensor_forward(layer, x_t, params, training)
+    inputs = ([x_t] if differentiable else []) + list(params.values())
+    grads = [np.zeros_like(t.data) if g is None else g.data
+             for t, g in zip(inputs, gradients([y_t], inputs, grad_outputs=[R]))]
+
+    errors = {"forward": relative_error(y, y_t.data)}
+    if differentiable:
+        errors["input"] = relative_error(dx, grads.pop(0))
+    names = _parameter_names(layer)
+    for p, g in zip(params, grads):
+        errors[names[id(p)]] = relative_error(hand[id(p)], g)
     return errors
 
 
-def check_network_with_autodiff(net, X, verbose=True):
-    """``net.check_gradients(method="autodiff")``: for each layer of a float64
-    copy of ``net``, in training mode on the batch ``X``, the relative error
-    between its backward and autodiff's gradients of its Tensor-op forward.
+def _layer_rows(layer, x, rows, seed):
+    """Rows for ``layer`` on input ``x`` (and, for a block, for each child on the input it
+    sees: the children run in sequence, as Sequential and Residual run them); returns
+    ``layer.forward(x, training=True)``."""
+    errors = check_layer_with_autodiff(layer, x, training=True, seed=seed)
+    if layer.children():       # the block's own combination; its children's parameters get their rows
+        errors = {k: v for k, v in errors.items() if k in ("forward", "input")}
+    rows.extend({"layer": layer.name, "what": k, "rel_error": v} for k, v in errors.items())
+    inner = x
+    for child in layer.children():
+        inner = _layer_rows(child, inner, rows, seed)
+    return layer.forward(x, True)
 
-    Returns rows ``{"layer", "what", "rel_error"}``; layers without a Tensor-op
-    version (dropout, recurrent, autodiff layers themselves) are listed with
-    ``rel_error`` None.
+
+def _training_step_rows(net, X, y, seed):
+    """``net``'s training step (its parameters' gradients of the cost, through the cost's
+    fusion with the output layer) against autodiff of the network's and the cost's forms."""
+    try:
+        cost_form_of(net.cost)
+    except TypeError:                                 # a user's cost functions: nothing to compare with
+        return [{"layer": "train_step", "what": f"({net.cost.name} cost: no Tensor-op form)",
+                 "rel_error": None}]
+    if y is None:      # random soft targets, valid for every cost: each row in [0, 1], summing to 1
+        t = np.random.default_rng(seed).random(net.forward(X).shape)
+        targets = t / t.sum(axis=-1, keepdims=True) if t.shape[-1] > 1 else t
+    else:
+        targets, _ = prepare_targets(net, y, len(X))
+    loss = net.train_step(X, targets)                # forward (training), cost, backward
+    hand = {id(p): np.array(p.grad) for p in net.parameters()}
+
+    params = parameter_tensors(net)
+    loss_t = tensor_cost(net.cost, network_forward(net, X, params, training=True), targets)
+    auto = {id(p): g.data for p, g in zip(params, gradients(loss_t, list(params.values())))}
+    # A gradient that is 0 in exact arithmetic (a bias just before a training-mode batch norm) is
+    # rounding noise both ways, so a relative error means nothing there: a gradient smaller than a
+    # millionth of the whole network's is judged by its difference against that millionth.
+    floor = 1e-6 * np.sqrt(sum(float(np.vdot(g, g)) for g in auto.values()))
+    rows = [{"layer": "train_step", "what": "loss",
+             "rel_error": abs(loss - loss_t.item()) / max(abs(loss_t.item()), 1e-300)}]
+    for name, leaf in net.named_layers():
+        for p in leaf.parameters():
+            a, b = hand[id(p)], auto[id(p)]
+            err = np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), floor, 1e-300)
+            rows.append({"layer": "train_step", "what": f"{name}.{p.name}", "rel_error": float(err)})
+    return rows
+
+
+def check_network_with_autodiff(net, X, y=None, verbose=True, seed=0):
+    """``net.check_gradients(method="autodiff")``: every hand-written gradient of ``net``
+    against autodiff, in a float64 copy of the network, on the batch ``X``.
+
+    Two parts:
+
+    - each layer on its own, in training mode (dropout with the mask it drew):
+      its forward and its backward (input and parameter gradients) against its
+      Tensor-op form (``check_layer_with_autodiff``); a block is checked as a
+      whole (forward, input) and then each child on the input it sees;
+    - the training step: the gradients ``net`` computes for every parameter
+      (forward, cost, backward with the cost's fused output) against
+      autodiff of the whole network's form and the cost's; ``y`` gives the
+      targets (as for ``fit``), random soft targets by default.
+
+    Returns rows ``{"layer", "what", "rel_error"}`` (``layer`` is
+    ``"train_step"`` for the second part). A layer class without a Tensor-op
+    form is a TypeError naming it.
     """
-    import copy
     net64 = copy.deepcopy(net).astype(np.float64)
-    out = net64._as_batch(X)
-    rows = []
+    for _, layer in net64.named_layers():
+        if getattr(layer, "stateful", False):      # every forward starts from the same (zero) state
+            layer.stateful, layer.carried_state = False, None
+    X = net64._as_batch(X)
+    rows, out = [], X
     for layer in net64.layers:
-        errors = check_layer_with_autodiff(layer, out) if layer.kind != "embedding" else None
-        if errors is None:
-            rows.append({"layer": layer.name, "what": "-", "rel_error": None})
-        else:
-            rows.extend({"layer": layer.name, "what": k, "rel_error": v} for k, v in errors.items())
-        out = layer.forward(out, True)
+        out = _layer_rows(layer, out, rows, seed)
+    rows += _training_step_rows(net64, X, y, seed)
     if verbose:
-        print(f"{'layer':<14}{'gradient':<10}{'backward vs autodiff':>22}")
+        wide = [max(len(r[key]) for r in rows + [{"layer": "layer", "what": "gradient"}]) + 2
+                for key in ("layer", "what")]
+        print(f"{'layer':<{wide[0]}}{'gradient':<{wide[1]}}{'backward vs autodiff':>20}")
         for r in rows:
-            err = "no Tensor-op version" if r["rel_error"] is None else f"{r['rel_error']:.2e}"
-            print(f"{r['layer']:<14}{r['what']:<10}{err:>22}")
+            err = "-" if r["rel_error"] is None else f"{r['rel_error']:.2e}"
+            print(f"{r['layer']:<{wide[0]}}{r['what']:<{wide[1]}}{err:>20}")
     return rows

@@ -17,7 +17,14 @@ Mixing with plain values follows NumPy: ``2 * t``, ``t + np.ones(3)`` and
 ``np.ones(3) + t`` all give Tensors (``__array_ufunc__ = None`` makes NumPy
 hand ``ndarray ⊕ Tensor`` to the Tensor's reflected method). Python scalars
 are "weak" as in NumPy 2 (NEP 50): ``float32 * 2.0`` stays float32.
+
+The operators call the operation modules, which import this one (for
+``Tensor`` and ``record``); so this module imports only ``mode`` when it
+loads, and reaches the operation modules through ``_Later`` (at the bottom)
+on first use. Every module of the package can then be imported first.
 """
+import importlib
+
 import numpy as np
 
 from .mode import is_grad_enabled
@@ -368,10 +375,30 @@ def record(data, op, parents, vjp):
     return out
 
 
-# The operation modules import this one; import them last (they need Tensor defined).
-from . import elementwise as _ew  # noqa: E402
-from . import engine as _engine  # noqa: E402
-from . import linalg as _linalg  # noqa: E402
-from . import nn as _nn  # noqa: E402
-from . import reductions as _red  # noqa: E402
-from . import shape as _shape  # noqa: E402
+class _Later:
+    """An operation module, imported the first time one of its functions is read.
+
+    The operation modules (``elementwise``, ``shape``...) import this one for
+    ``Tensor`` and ``record``, so this one imports none of them at load time:
+    the modules form a one-way chain (``mode`` <- ``tensor`` <- ``shape`` <-
+    ``elementwise`` <- ``reductions`` <- ``nn``...) and any of them can be
+    imported first. A Tensor method such as ``__add__`` calls ``_ew.add``:
+    the first read imports ``elementwise`` and keeps ``add`` on this object,
+    so every later read is a plain attribute lookup.
+    """
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):              # only called for names not yet kept
+        value = getattr(importlib.import_module(self._module, __package__), name)
+        setattr(self, name, value)
+        return value
+
+
+_ew = _Later(".elementwise")
+_engine = _Later(".engine")
+_linalg = _Later(".linalg")
+_nn = _Later(".nn")
+_red = _Later(".reductions")
+_shape = _Later(".shape")
