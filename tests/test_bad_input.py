@@ -7,9 +7,11 @@ were and no history is started.
 import os
 import pickle
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
+from conftest import toy_classes
 
 from nnscratch import SGD, Callback, Network, TrainingDiverged, UnsafePickleError, gen_clusters, load_mnist
 from nnscratch.persistence import NotANetworkFileError
@@ -18,11 +20,7 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 PNG = os.path.join(ROOT, "datasets", "my_handwriting", "mnist_test_0_label7.png")
 
 
-def small_data(n=40, d=12, k=3, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.random((n, d)).astype(np.float32)
-    y = np.argmax(X @ rng.standard_normal((d, k)), axis=1)
-    return X, y
+small_data = partial(toy_classes, n=40, d=12, k=3)     # X (40, 12) uniform in [0, 1), y in {0, 1, 2}
 
 
 def mlp(d=12, k=3, **kw):
@@ -303,8 +301,8 @@ class BatchLosses(Callback):
     def __init__(self):
         self.losses = []
 
-    def on_batch_end(self, net, epoch, batch, loss):
-        self.losses.append(loss)
+    def on_batch_end(self, run):
+        self.losses.append(run.loss)
 
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")

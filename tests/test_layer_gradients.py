@@ -6,13 +6,12 @@ checked by a central difference written here, so the suite does not only trust
 ``gradcheck``. A deliberately wrong backward must fail the same check.
 """
 import numpy as np
-from reference import central_difference, rel_err, away_from_zero, built, randn
 import pytest
+from conftest import (TOL, assert_all_small, away_from_zero, built, central_difference, give_biases_values,
+                      randn, rel_err)
 
 from nnscratch import gradcheck
 from nnscratch.layers import FullyConnected, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-
-TOL = 1e-7
 
 # (N, D, U): a batch of one, odd sizes, a larger one.
 DENSE_SHAPES = [(1, 1, 1), (1, 4, 3), (3, 7, 5), (16, 20, 12)]
@@ -23,23 +22,11 @@ ACT_SHAPES = [(1,), (7,), (2, 5), (4, 3, 6)]  # with the batch sizes below
 ACT_BATCH = {(1,): 1, (7,): 3, (2, 5): 1, (4, 3, 6): 8}
 
 
-
-def assert_all_small(errors, expected_keys):
-    assert set(errors) == set(expected_keys), errors
-    for key, err in errors.items():
-        assert np.isfinite(err) and err < TOL, f"{key}: relative error {err:.3e}"
-
-
-def give_bias_values(layer, seed):
-    """The bias starts at zero; give it values so the check is not degenerate."""
-    layer.b.data[...] = randn(layer.b.data.shape, seed)
-
-
 # -- FullyConnected -----------------------------------------------------------
 @pytest.mark.parametrize("N,D,U", DENSE_SHAPES)
 def test_fully_connected_2d(N, D, U):
     layer = built(FullyConnected(U), (D,))
-    give_bias_values(layer, 1)
+    give_biases_values(layer, 1)
     errors = gradcheck.check_layer(layer, randn((N, D), 2))
     assert_all_small(errors, {"input", "W", "b"})
 
@@ -47,7 +34,7 @@ def test_fully_connected_2d(N, D, U):
 @pytest.mark.parametrize("N,T,D,U", SEQ_SHAPES)
 def test_fully_connected_3d(N, T, D, U):
     layer = built(FullyConnected(U), (T, D))
-    give_bias_values(layer, 3)
+    give_biases_values(layer, 3)
     x = randn((N, T, D), 4)
     assert layer.forward(x).shape == (N, T, U)
     errors = gradcheck.check_layer(layer, x)
@@ -103,7 +90,7 @@ def test_softmax_own_backward_with_large_logits():
 def test_fully_connected_hand_rolled(x_shape):
     U, D = 5, x_shape[-1]
     layer = built(FullyConnected(U), x_shape[1:])
-    give_bias_values(layer, 9)
+    give_biases_values(layer, 9)
     x = randn(x_shape, 10)
     R = randn(x_shape[:-1] + (U,), 11)
     W0, b0 = layer.W.data.copy(), layer.b.data.copy()

@@ -2,20 +2,17 @@
 import os
 import pickle
 import signal
+from functools import partial
 
 import numpy as np
 import pytest
+from conftest import assert_rows_small, toy_classes
 
 from nnscratch import (SGD, Adam, Callback, Network, TrainingDiverged, UnsafePickleError, cross_entropy_cost,
                        cross_entropy_cost_prime_SM, gen_clusters, quadratic_cost, quadratic_cost_prime)
 
 
-def small_data(n=200, d=12, k=3, seed=0):
-    """A linearly separable toy problem: the class is the argmax of a fixed projection."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, d)).astype(np.float32)
-    y = np.argmax(X @ rng.standard_normal((d, k)), axis=1)
-    return X, y
+small_data = partial(toy_classes, n=200, d=12, k=3, features="normal")   # X (200, 12), y in {0, 1, 2}
 
 
 def mlp(d=12, k=3, seed=0, hidden=16, **kw):
@@ -151,7 +148,7 @@ def test_check_gradients_reports_small_errors(capsys):
     net.add_softmax_layer()
     rows = net.check_gradients(X, y)
     assert {(r["layer"], r["what"]) for r in rows} >= {("fc1", "W"), ("fc1", "b"), ("tanh1", "input")}
-    assert max(r["rel_error"] for r in rows) < 1e-6
+    assert_rows_small(rows)
     assert "relative error" in capsys.readouterr().out
 
 
@@ -241,8 +238,8 @@ def test_diverging_cost_stops_with_epoch_and_batch_and_keeps_last_finite_cost_we
         def __init__(self):
             self.weights = []
 
-        def on_batch_end(self, net, epoch, batch, loss):
-            self.weights.append([p.data.copy() for p in net.parameters()])
+        def on_batch_end(self, run):
+            self.weights.append([p.data.copy() for p in run.net.parameters()])
 
     snaps = Snapshots()
     with pytest.raises(TrainingDiverged, match=r"epoch \d+, batch \d+"):
@@ -263,9 +260,9 @@ def test_ctrl_c_stops_at_a_batch_boundary_and_returns_history():
         def __init__(self):
             self.batches = 0
 
-        def on_batch_end(self, net, epoch, batch, loss):
+        def on_batch_end(self, run):
             self.batches += 1
-            if epoch == 2 and batch == 3:
+            if run.epoch == 2 and run.batch == 3:
                 os.kill(os.getpid(), signal.SIGINT)
 
     presser = PressCtrlC()

@@ -10,9 +10,11 @@ import os
 import re
 import signal
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
+from conftest import toy_classes
 
 from nnscratch import Callback, CSVLogger, Network, gen_clusters
 
@@ -24,11 +26,7 @@ class Terminal(io.StringIO):
         return True
 
 
-def small_data(n=60, d=6, k=3, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.random((n, d)).astype(np.float32)
-    y = np.argmax(X @ rng.standard_normal((d, k)), axis=1)
-    return X, y
+small_data = partial(toy_classes, n=60, d=6, k=3)      # X (60, 6) uniform in [0, 1), y in {0, 1, 2}
 
 
 def mlp(d=6, k=3):
@@ -99,8 +97,8 @@ def test_verbose_0_prints_nothing_even_on_a_terminal(capsys, monkeypatch):
 class BitsPerCharacter(Callback):
     """A record a user adds to the history: one value per epoch."""
 
-    def on_epoch_end(self, net, epoch, history):
-        history.setdefault("bits_per_character", []).append(history["loss"][-1] / np.log(2))
+    def on_epoch_end(self, run):
+        run.history.setdefault("bits_per_character", []).append(run.history["loss"][-1] / np.log(2))
 
 
 def test_history_to_dataframe_has_one_row_per_epoch_and_every_record():
@@ -134,7 +132,7 @@ class RowCounter(Callback):
     def __init__(self, path):
         self.path, self.rows = path, []
 
-    def on_epoch_end(self, net, epoch, history):
+    def on_epoch_end(self, run):
         self.rows.append(len(read_csv(self.path)) - 1)
 
 
@@ -168,8 +166,8 @@ def test_csv_logger_keeps_the_rows_of_a_run_stopped_by_ctrl_c(tmp_path):
     X, y = small_data()
 
     class PressCtrlC(Callback):
-        def on_batch_end(self, net, epoch, batch, loss):
-            if epoch == 2 and batch == 2:
+        def on_batch_end(self, run):
+            if run.epoch == 2 and run.batch == 2:
                 os.kill(os.getpid(), signal.SIGINT)
 
     history = mlp().fit(X, y, epochs=5, batch_size=10, callbacks=[CSVLogger(path), PressCtrlC()], verbose=0)

@@ -10,6 +10,7 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import built, randn
 
 from nnscratch import Network
 from nnscratch.layers import GRU, LSTM, RNN
@@ -20,13 +21,7 @@ KINDS = {"rnn": lambda H, **kw: RNN(H, **kw), "lstm": lambda H, **kw: LSTM(H, **
 
 
 def make(kind, seed=0, dtype=np.float64, **kw):
-    layer = KINDS[kind](4, **kw)
-    layer.build((None, 3), np.random.default_rng(seed), dtype)
-    return layer
-
-
-def randn(shape, seed):
-    return np.random.default_rng(seed).standard_normal(shape)
+    return built(KINDS[kind](4, **kw), (None, 3), seed, dtype)
 
 
 def test_workspace_returns_the_same_memory_for_a_name_and_grows_when_asked():
