@@ -1,0 +1,130 @@
+"""Reference numbers from PyTorch (CPU) for the same models the project trains.
+
+Needs PyTorch in its own virtual environment, never a dependency of the
+library or its tests (nothing in the project imports this file):
+
+    python3 -m venv ~/torchref && ~/torchref/bin/pip install torch numpy
+
+Usage: ~/torchref/bin/python benchmarks/torch_ref.py MODEL [--epochs E] [--data DIR] [--batches N]
+MODEL: mlp50 | mlp800 | cnn | lstm (the networks of benchmarks/models.py, built the PyTorch way)
+
+Prints first one line ``torch_info {json}``: the PyTorch version, its CPU
+kernels (capability, MKL, oneDNN / MKL-DNN, OpenMP) and thread counts; then
+per epoch ``MODEL epoch E sec_per_epoch S test_acc A threads T``: seconds
+of the training loop (extrapolated from --batches when given) and the
+accuracy on the test set of ``--data``. ``bench.py`` runs it and reads both.
+"""
+import argparse
+import gzip
+import json
+import os
+import re
+import struct
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load(data):
+    """The four MNIST files of folder ``data`` as float32 images in [0, 1] (N, 28, 28) and int64 labels."""
+    def arr(name):
+        with gzip.open(os.path.join(data, name), "rb") as f:
+            b = f.read()
+        magic = struct.unpack(">I", b[:4])[0]
+        nd = magic & 0xFF
+        dims = struct.unpack(">" + "I" * nd, b[4:4 + 4 * nd])
+        return np.frombuffer(b, np.uint8, offset=4 + 4 * nd).reshape(dims)
+    xtr = arr("train-images-idx3-ubyte.gz").astype(np.float32) / 255
+    ytr = arr("train-labels-idx1-ubyte.gz").astype(np.int64)
+    xte = arr("t10k-images-idx3-ubyte.gz").astype(np.float32) / 255
+    yte = arr("t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    return xtr, ytr, xte, yte
+
+
+def model(name):
+    """``(network, batch size, optimizer name, learning rate)`` for the benchmark model ``name``."""
+    if name == "mlp50":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10)), 32, "sgd", 0.1
+    if name == "mlp800":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 800), nn.ReLU(), nn.Dropout(0.2),
+                             nn.Linear(800, 800), nn.ReLU(), nn.Dropout(0.2), nn.Linear(800, 10)), 128, "adam", 1e-3
+    if name == "cnn":
+        return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(1600, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10)), 64, "adam", 1e-3
+    if name == "lstm":
+        class M(nn.Module):
+            def __init__(s):
+                super().__init__(); s.rnn = nn.LSTM(28, 128, batch_first=True); s.fc = nn.Linear(128, 10)
+            def forward(s, x):
+                out, _ = s.rnn(x.reshape(-1, 28, 28)); return s.fc(out[:, -1])
+        return M(), 64, "adam", 1e-3
+    raise SystemExit("unknown model")
+
+
+def torch_info():
+    """PyTorch's version, CPU kernels and threads, as a dict (what makes its times differ between CPUs)."""
+    config = torch.__config__.show()
+
+    def found(pattern):
+        m = re.search(pattern, config)
+        return m.group(1) if m else None
+
+    cpu = getattr(torch.backends, "cpu", None)
+    return {
+        "version": torch.__version__,
+        "cpu_capability": cpu.get_cpu_capability() if cpu and hasattr(cpu, "get_cpu_capability") else None,
+        "mkldnn_available": torch.backends.mkldnn.is_available(),
+        "onednn_version": found(r"MKL-DNN (v[\d.]+)") or found(r"oneDNN (v[\d.]+)"),
+        "mkl_available": torch.backends.mkl.is_available(),
+        "mkl_version": found(r"Math Kernel Library Version ([\d.]+)"),
+        "blas": found(r"BLAS_INFO=(\w+)"),
+        "openmp_available": torch.backends.openmp.is_available(),
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("model")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batches", type=int, default=0)
+    p.add_argument("--data", default=os.path.join(HERE, "..", "datasets", "mnist"))
+    a = p.parse_args()
+    print("torch_info " + json.dumps(torch_info()), flush=True)
+    torch.manual_seed(0)
+    xtr, ytr, xte, yte = load(a.data)
+    net, bs, opt_name, lr = model(a.model)
+    if a.model in ("cnn",):
+        xtr, xte = xtr[:, None], xte[:, None]
+    xtr, ytr, xte, yte = map(torch.from_numpy, (xtr, ytr, xte, yte))
+    opt = torch.optim.SGD(net.parameters(), lr) if opt_name == "sgd" else torch.optim.Adam(net.parameters(), lr)
+    lossf = nn.CrossEntropyLoss()
+    n = len(xtr)
+    nb = n // bs
+    for ep in range(a.epochs):
+        net.train()
+        perm = torch.randperm(n)
+        t = time.perf_counter()
+        steps = a.batches or nb
+        for i in range(steps):
+            idx = perm[i * bs:(i + 1) * bs]
+            opt.zero_grad()
+            loss = lossf(net(xtr[idx]), ytr[idx])
+            loss.backward()
+            opt.step()
+        el = time.perf_counter() - t
+        per_epoch = el * nb / steps
+        net.eval()
+        with torch.no_grad():
+            acc = (net(xte).argmax(1) == yte).float().mean().item()
+        print(f"{a.model} epoch {ep} sec_per_epoch {per_epoch:.2f} test_acc {acc:.4f} threads {torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()
