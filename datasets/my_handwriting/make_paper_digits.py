@@ -30,14 +30,14 @@ Run from the repository root:  python datasets/my_handwriting/make_paper_digits.
 """
 
 import csv
-import gzip
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from make_digits import read_mnist_test   # the sibling script (this folder is on sys.path when run)
+
 HERE = Path(__file__).resolve().parent
-MNIST = HERE.parent / "mnist"
 SIDE = 200                 # the sheet is SIDE x SIDE pixels
 JPEG_QUALITY = 75
 PENCIL_DARKNESS = 0.5      # full graphite cover keeps this fraction of the paper's light
@@ -47,15 +47,6 @@ CSV_FIELDS = ["name", "label", "mnist_index", "kind", "mode", "paper", "noise_si
 # (kind, label, which occurrence >= index 100 of that label, colour mode)
 SHEETS = [("pencil", d, 0, "RGB" if d == 5 else "L") for d in range(10)]
 SHEETS += [("chalk", 4, 1, "L"), ("shadow", 2, 1, "L")]
-
-
-def read_mnist_test():
-    """Return (images uint8 (N, 28, 28), labels uint8 (N,)) of MNIST test."""
-    with gzip.open(MNIST / "t10k-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(MNIST / "t10k-labels-idx1-ubyte.gz") as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8)
-    return images, labels
 
 
 def smooth_field(rng, side, cells):
