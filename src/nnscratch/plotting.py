@@ -121,11 +121,12 @@ def plot_feature_maps(net, image, path, layers=None):
     outputs to draw (default: every Conv2D and pooling layer), up to 16
     channels each.
     """
+    from .layers import AvgPool2D, Conv2D, MaxPool2D
     x = np.asarray(image, dtype=net.dtype)[None]
     outputs = []
     for layer in net.layers:
         x = layer.forward(x)
-        wanted = layer.kind in ("conv", "maxpool", "avgpool") if layers is None else layer.name in layers
+        wanted = isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D)) if layers is None else layer.name in layers
         if wanted and x.ndim == 4:
             outputs.append((layer.name, x[0, :16]))
     columns = 16
