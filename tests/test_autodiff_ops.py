@@ -82,6 +82,7 @@ CASES = [
     ("log", ad.log, [positive(3, 4)]),
     ("sqrt", ad.sqrt, [positive(2, 5)]),
     ("tanh", ad.tanh, [normal(3, 4)]),
+    ("erf", ad.erf, [normal(3, 4)]),
     ("sigmoid", ad.sigmoid, [normal(3, 4)]),
     ("sigmoid_large", lambda a: ad.sigmoid(a * 30), [normal(6)]),
     ("relu", ad.relu, [normal(3, 4)]),

@@ -29,9 +29,9 @@ from nnscratch import AutodiffLayer
 from nnscratch import autodiff as ad
 from nnscratch import layers
 from nnscratch.autodiff import Tensor
-from nnscratch.layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten,
-                              FullyConnected, Layer, LeakyReLU, MaxPool2D, ReLU, Residual, Sequential,
-                              Sigmoid, Softmax, Tanh)
+from nnscratch.layers import (GELU, GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten,
+                              FullyConnected, Layer, LayerNorm, LeakyReLU, MaxPool2D, ReLU, Residual,
+                              Sequential, Sigmoid, Softmax, Tanh)
 from nnscratch.layers.tensor_forms import parameter_tensors, tensor_forward
 
 AUTODIFF_TOL = 1e-10  # hand-written against autodiff: the same function, so only rounding separates them
@@ -135,6 +135,10 @@ ROWS = [
     Row("tanh", lambda: Tanh(), (2, 3), 3),
     Row("relu", lambda: ReLU(), (7,), 5, inputs=off_the_kink),
     Row("leaky_relu", lambda: LeakyReLU(0.2), (3, 4), 2, inputs=off_the_kink),
+    Row("gelu", lambda: GELU(), (6,), 3),
+    Row("gelu_per_time_step", lambda: GELU(), (2, 3), 2),
+    Row("gelu_tanh", lambda: GELU(approximate="tanh"), (6,), 3),
+    Row("gelu_tanh_per_time_step", lambda: GELU(approximate="tanh"), (2, 3), 2),
     Row("softmax", lambda: Softmax(), (5,), 3),
     Row("softmax_per_time_step", lambda: Softmax(), (2, 4), 1),
     # dropout (a fixed mask) and batch norm (training: batch statistics)
@@ -143,6 +147,11 @@ ROWS = [
     Row("dropout_eval", lambda: Dropout(0.5), (5,), 3, training=False),
     Row("batchnorm_features", lambda: BatchNorm(), (4,), 5),
     Row("batchnorm_channels", lambda: BatchNorm(), (2, 3, 2), 3),
+    # layer norm: per position, over the last axis (the same in training and evaluation)
+    Row("layernorm_batch1_odd_E", lambda: LayerNorm(), (5,), 1),
+    Row("layernorm_features", lambda: LayerNorm(), (4,), 3, training=False),
+    Row("layernorm_per_time_step_T1", lambda: LayerNorm(), (1, 3), 2),
+    Row("layernorm_per_time_step", lambda: LayerNorm(eps=1e-3), (4, 5), 2),
     # images
     *image_rows(),
     Row("flatten", lambda: Flatten(), (2, 3, 2), 3),
@@ -160,6 +169,8 @@ ROWS = [
         FullyConnected(2), Sigmoid(), FullyConnected(3)))), (3,), 3),
     Row("residual_recurrent", lambda: Residual(GRU(2, return_sequences=True, impl="naive"), Tanh()),
         (3, 2), 2),
+    Row("transformer_mlp_block", lambda: Residual(LayerNorm(), FullyConnected(6), GELU(), FullyConnected(3)),
+        (2, 3), 2),
     Row("autodiff_layer", lambda: AutodiffLayer(tanh_residual, tanh_residual_params), (3,), 3),
 ]
 

@@ -10,8 +10,9 @@ from .data import gen_clusters, get_mnist, load_digit_image, load_mnist, make_cl
 from . import autodiff
 from .autodiff.bridge import AutodiffLayer
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint
-from .layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten, FullyConnected,
-                     LeakyReLU, MaxPool2D, ReLU, Residual, Sequential, Sigmoid, Softmax, Tanh)
+from .layers import (GELU, GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten,
+                     FullyConnected, LayerNorm, LeakyReLU, MaxPool2D, ReLU, Residual, Sequential, Sigmoid,
+                     Softmax, Tanh)
 from .network import Network
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .persistence import UnsafePickleError
@@ -26,8 +27,8 @@ __all__ = [
     "Quadratic", "CrossEntropy", "BinaryCrossEntropy", "CrossEntropyLogits",
     "SGD", "Adam", "AdamW", "RMSprop",
     "load_mnist", "get_mnist", "gen_clusters", "make_clusters", "load_digit_image",
-    "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax", "Dropout", "BatchNorm",
-    "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding",
+    "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "GELU", "Softmax", "Dropout", "BatchNorm",
+    "LayerNorm", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding",
     "Sequential", "Residual",
     "Callback", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "StepLR", "ExponentialLR", "CosineAnnealingLR",
     "History", "TrainingRun", "TrainingDiverged", "UnsafePickleError", "autodiff", "AutodiffLayer",

@@ -5,8 +5,8 @@ import numpy as np
 
 from . import checks, persistence, training
 from .costs import get_cost
-from .layers import (GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten, FullyConnected,
-                     LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
+from .layers import (GELU, GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten,
+                     FullyConnected, LayerNorm, LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
 from .layers.base import Layer, link_auto_init, numbered_name, shape_matches, shape_str
 
 
@@ -102,6 +102,10 @@ class Network:
     def add_leaky_relu_layer(self, size=None, negative_slope=0.01):
         return self.add(LeakyReLU(negative_slope), size)
 
+    def add_gelu_layer(self, approximate="none"):
+        """GELU ``x Φ(x)``; ``approximate="tanh"``: its tanh approximation (see ``GELU``), as PyTorch's ``nn.GELU``."""
+        return self.add(GELU(approximate))
+
     def add_softmax_layer(self, size=None):
         return self.add(Softmax(), size)
 
@@ -112,6 +116,10 @@ class Network:
     def add_batchnorm_layer(self, momentum=0.1, eps=1e-5):
         """Batch normalization over features (N, D) or channels (N, C, H, W)."""
         return self.add(BatchNorm(momentum, eps))
+
+    def add_layernorm_layer(self, eps=1e-5):
+        """Layer normalization over the last axis of (N, E) or (N, T, E) (see ``LayerNorm``)."""
+        return self.add(LayerNorm(eps))
 
     def add_conv_layer(self, filters, kernel_size, stride=1, padding=0, init="auto", impl="fast"):
         """2-D convolution with ``filters`` output channels (see ``Conv2D``)."""

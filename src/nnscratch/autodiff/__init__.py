@@ -32,8 +32,8 @@ its own, and the layers' forwards in Tensor ops are in
 ``from nnscratch.autodiff import *`` does not shadow Python's builtins.
 """
 from .convolution import avg_pool2d, conv2d, fold, max_pool2d, unfold
-from .elementwise import (add, astype, clip, div, exp, log, maximum, minimum, mul, neg, relu, sigmoid, sqrt,
-                          sub, tanh, where)
+from .elementwise import (add, astype, clip, div, erf, exp, log, maximum, minimum, mul, neg, relu, sigmoid,
+                          sqrt, sub, tanh, where)
 from .elementwise import abs as abs, power as power  # re-exported, kept out of __all__ (builtins)
 from .engine import backward, gradients
 from .functional import grad, hessian, hvp, jacobian, value_and_grad
@@ -50,7 +50,7 @@ from .tensor import Tensor
 __all__ = [
     "Tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
     "backward", "gradients", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
-    "add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "astype",
+    "add", "sub", "mul", "div", "neg", "exp", "erf", "log", "sqrt", "tanh", "sigmoid", "relu", "astype",
     "maximum", "minimum", "where", "clip",
     "mean", "var", "std",
     "reshape", "transpose", "swapaxes", "expand_dims", "squeeze", "flatten", "getitem",

@@ -11,6 +11,8 @@ can be recorded and differentiated again; quantities that are piecewise
 constant (masks, signs) enter as constants, since their derivative is zero
 almost everywhere.
 """
+import math
+
 import numpy as np
 
 from .shape import sum_to
@@ -96,6 +98,19 @@ def tanh(a):
     """``y = tanh a``. VJP: ``ḡ_a = g · (1 - y²)``."""
     a = lift(a)
     return record(np.tanh(a.data), "tanh", (a,), lambda g, y: (mul(g, sub(1, mul(y, y))),))
+
+
+def erf(a):
+    """``y = erf a = (2/√π) ∫₀ᵃ e^{-t²} dt``. VJP: ``ḡ_a = g · (2/√π) e^{-a²}``.
+
+    NumPy has no erf: this calls Python's ``math.erf`` once per element (about
+    150 ns each, some 18 times ``np.tanh``), exact where polynomial
+    approximations (error ~1e-7) would spoil the gradient checks.
+    """
+    a = lift(a)
+    data = np.vectorize(math.erf, otypes=[a.dtype])(a.data)
+    two_over_root_pi = 2 / math.sqrt(math.pi)
+    return record(data, "erf", (a,), lambda g, y: (mul(g, mul(two_over_root_pi, exp(neg(mul(a, a))))),))
 
 
 def sigmoid(a):

@@ -25,6 +25,8 @@ along the class's method resolution order (a subclass of ``ReLU`` uses the
 with one ``@register(MyLayer)`` function; a layer with no form is an error
 that names it. The costs work the same way (``COST_FORMS``, ``tensor_cost``).
 """
+import math
+
 import numpy as np
 
 from .. import costs
@@ -33,13 +35,14 @@ from ..autodiff import elementwise as ew
 from ..autodiff import nn as ad_nn
 from ..autodiff.shape import stack
 from ..autodiff.tensor import Tensor, lift
-from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .blocks import Residual, Sequential
 from .conv import Conv2D
 from .dense import FullyConnected
 from .dropout import Dropout
 from .embedding import Embedding
 from .gru import GRU
+from .layernorm import LayerNorm
 from .lstm import LSTM
 from .normalization import BatchNorm
 from .pooling import AvgPool2D, Flatten, MaxPool2D
@@ -164,6 +167,15 @@ def leaky_relu(layer, x, p, training):
     return ew.where(x.data > 0, x, layer.negative_slope * x)
 
 
+@register(GELU)
+def gelu(layer, x, p, training):
+    """``x Φ(x)`` with ``Φ(x) = (1 + erf(x / √2)) / 2``, or with ``approximate="tanh"``
+    ``½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))``."""
+    if layer.approximate == "tanh":
+        return 0.5 * x * (1.0 + ew.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+    return x * (0.5 * (1.0 + ew.erf(x / math.sqrt(2.0))))
+
+
 @register(Softmax)
 def softmax(layer, x, p, training):
     """``e^{x_k - m} / Σ_j e^{x_j - m}`` over the last axis, ``m`` the row maximum: a constant,
@@ -172,7 +184,7 @@ def softmax(layer, x, p, training):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-# -- dropout, batch norm ------------------------------------------------------------------
+# -- dropout, batch norm, layer norm --------------------------------------------------------------
 @register(Dropout)
 def dropout(layer, x, p, training):
     """Training: ``y = x ⊙ m / (1 - p)`` with ``m`` the keep mask of the layer's last
@@ -202,6 +214,15 @@ def batch_norm(layer, x, p, training):
         var = Tensor(layer.running_var.reshape(shape))
     x_hat = (x - mu) / ew.sqrt(var + layer.eps)
     return x_hat * p[layer.gamma].reshape(shape) + p[layer.beta].reshape(shape)
+
+
+@register(LayerNorm)
+def layer_norm(layer, x, p, training):
+    """``y = γ (x - μ) / sqrt(σ² + ε) + β`` with μ, σ² (biased) over the last axis of each position."""
+    mu = x.mean(axis=-1, keepdims=True)
+    var = x.var(axis=-1, keepdims=True)                                 # mean((x - μ)²), biased
+    x_hat = (x - mu) / ew.sqrt(var + layer.eps)
+    return p[layer.gamma] * x_hat + p[layer.beta]
 
 
 # -- images --------------------------------------------------------------------------------
