@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ..special import erf  # GELU's erf (and importable from here, as before)
 from .base import Layer, size_of
 
 
@@ -94,19 +95,6 @@ class LeakyReLU(Activation):
         return np.where(self._cache_positive, dy, dy * self.negative_slope)
 
 
-def erf(x):
-    """The error function ``erf(x) = (2/√π) ∫₀ˣ e^{-t²} dt`` element-wise, from ``math.erf``.
-
-    NumPy has no erf (and nnscratch does not depend on SciPy); the short
-    polynomial approximations (Abramowitz & Stegun 7.1.26, error ~1e-7) are
-    too coarse for the 1e-7 gradient checks, so this calls Python's exact
-    ``math.erf`` once per element: about 150 ns an element, some 18 times
-    ``np.tanh`` (1e6 float64 values: 0.15 s against 0.008 s, AMD EPYC).
-    """
-    x = np.asarray(x)
-    return np.vectorize(math.erf, otypes=[x.dtype])(x)
-
-
 class GELU(Activation):
     """Gaussian error linear unit (Hendrycks & Gimpel 2016), as PyTorch's ``nn.GELU``.
 
@@ -120,8 +108,9 @@ class GELU(Activation):
         u = c (x + k x³),   y = ½ x (1 + tanh u)
         dy/dx = ½ (1 + tanh u) + ½ x (1 - tanh² u) c (1 + 3k x²)
 
-    The two differ by less than 1e-3 everywhere; the exact form costs a Python
-    call per element (see ``erf``), the tanh form is plain NumPy.
+    The two differ by less than 1e-3 everywhere. The exact form's erf is
+    ``nnscratch.special.erf`` (Cody's rationals in NumPy, within 4.4e-16 of
+    the true erf): 1e6 values take 23 ms, against 8 ms for ``np.tanh``.
     """
 
     kind = "gelu"
