@@ -30,8 +30,9 @@ from nnscratch import autodiff as ad
 from nnscratch import layers
 from nnscratch.autodiff import Tensor
 from nnscratch.layers import (GELU, GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten,
-                              FullyConnected, Layer, LayerNorm, LeakyReLU, MaxPool2D, ReLU, Residual,
-                              Sequential, Sigmoid, Softmax, Tanh)
+                              FullyConnected, Layer, LayerNorm, LeakyReLU, MaxPool2D, MultiHeadAttention,
+                              PositionalEmbedding, ReLU, Residual, Sequential, Sigmoid, Softmax, Tanh)
+from nnscratch.layers.transformer import transformer_block
 from nnscratch.layers.tensor_forms import parameter_tensors, tensor_forward
 
 AUTODIFF_TOL = 1e-10  # hand-written against autodiff: the same function, so only rounding separates them
@@ -45,6 +46,11 @@ def normal(layer, shape, seed):
 def off_the_kink(layer, shape, seed):
     """|x| > 0.1: central differences never straddle ReLU's kink at 0."""
     return away_from_zero(shape, seed)
+
+
+def free_length(layer, shape, seed):
+    """A layer built for a free length (None) gets sequences of 5."""
+    return randn(tuple(5 if s is None else s for s in shape), seed)
 
 
 def token_ids(layer, shape, seed):
@@ -126,6 +132,33 @@ def image_rows():
     return rows
 
 
+def attention_rows():
+    """MultiHeadAttention, both impls: one head and several, causal on and off, T = 1, odd E, a batch
+    of one, dropout on the weights; the positional embedding; whole transformer blocks."""
+    rows = []
+    for impl in ("fast", "naive"):
+        rows += [
+            Row(f"attention_2_heads_{impl}", lambda impl=impl: MultiHeadAttention(2, impl=impl), (4, 6), 2),
+            Row(f"attention_1_head_T1_batch1_{impl}", lambda impl=impl: MultiHeadAttention(1, impl=impl),
+                (1, 5), 1),
+            Row(f"attention_causal_odd_E_{impl}", lambda impl=impl: MultiHeadAttention(3, causal=True, impl=impl),
+                (5, 9), 3),
+            Row(f"attention_causal_T1_{impl}", lambda impl=impl: MultiHeadAttention(1, causal=True, impl=impl),
+                (1, 3), 2),
+            Row(f"attention_causal_dropout_{impl}",
+                lambda impl=impl: MultiHeadAttention(2, causal=True, dropout=0.3, impl=impl), (4, 4), 2),
+        ]
+    return rows + [
+        Row("positional", lambda: PositionalEmbedding(6), (4, 3), 2),
+        Row("positional_T1_batch1", lambda: PositionalEmbedding(1), (1, 5), 1),
+        Row("positional_free_length", lambda: PositionalEmbedding(7), (None, 3), 2, inputs=free_length),
+        Row("transformer_block_causal", lambda: transformer_block(6, 2, ff_dim=5), (4, 6), 2),
+        Row("transformer_block_T1_batch1_tanh", lambda: transformer_block(5, 1, approximate="tanh"), (1, 5), 1),
+        Row("transformer_block_dropout_not_causal",
+            lambda: transformer_block(4, 2, ff_dim=3, dropout=0.2, causal=False), (3, 4), 3),
+    ]
+
+
 ROWS = [
     # dense layers and activations
     Row("fc_2d_batch1", lambda: FullyConnected(4), (5,), 1),
@@ -158,6 +191,7 @@ ROWS = [
     # sequences
     Row("embedding", lambda: Embedding(5, 3), (4,), 3, inputs=token_ids),
     *recurrent_rows(),
+    *attention_rows(),
     # blocks, and a layer whose backward is autodiff's
     Row("sequential_mlp", lambda: Sequential(FullyConnected(4), Sigmoid(), FullyConnected(3)), (5,), 3),
     Row("residual_mlp", lambda: Residual(FullyConnected(5), Tanh(), FullyConnected(4)), (4,), 1),

@@ -7,12 +7,12 @@ Every backward pass is written by hand and checked against finite differences.
 from .costs import (BinaryCrossEntropy, CrossEntropy, CrossEntropyLogits, Quadratic, cross_entropy_cost,
                     cross_entropy_cost_prime_SM, quadratic_cost, quadratic_cost_prime)
 from .data import gen_clusters, get_mnist, load_digit_image, load_mnist, make_clusters
-from . import autodiff
+from . import autodiff, generation
 from .autodiff.bridge import AutodiffLayer
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint
 from .layers import (GELU, GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten,
-                     FullyConnected, LayerNorm, LeakyReLU, MaxPool2D, ReLU, Residual, Sequential, Sigmoid,
-                     Softmax, Tanh)
+                     FullyConnected, LayerNorm, LeakyReLU, MaxPool2D, MultiHeadAttention, PositionalEmbedding, ReLU,
+                     Residual, Sequential, Sigmoid, Softmax, Tanh)
 from .network import Network
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .persistence import UnsafePickleError
@@ -29,7 +29,7 @@ __all__ = [
     "load_mnist", "get_mnist", "gen_clusters", "make_clusters", "load_digit_image",
     "FullyConnected", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "GELU", "Softmax", "Dropout", "BatchNorm",
     "LayerNorm", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "RNN", "LSTM", "GRU", "Embedding",
-    "Sequential", "Residual",
+    "Sequential", "Residual", "MultiHeadAttention", "PositionalEmbedding",
     "Callback", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "StepLR", "ExponentialLR", "CosineAnnealingLR",
-    "History", "TrainingRun", "TrainingDiverged", "UnsafePickleError", "autodiff", "AutodiffLayer",
+    "History", "TrainingRun", "TrainingDiverged", "UnsafePickleError", "autodiff", "AutodiffLayer", "generation",
 ]

@@ -5,8 +5,8 @@ import numpy as np
 
 from . import checks, persistence, training
 from .costs import get_cost
-from .layers import (GELU, GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten,
-                     FullyConnected, LayerNorm, LeakyReLU, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh)
+from .builders import LayerBuilders
+from .layers import Embedding
 from .layers.base import Layer, link_auto_init, numbered_name, shape_matches, shape_str
 
 
@@ -17,8 +17,11 @@ class Summary(str):
         return str(self)
 
 
-class Network:
+class Network(LayerBuilders):
     """A feed-forward stack of layers trained by backpropagation.
+
+    Layers are appended with ``add(layer)`` or the ``add_*_layer`` builders
+    (builders.py, one per layer kind).
 
     Parameters
     ----------
@@ -86,78 +89,11 @@ class Network:
         self.layers.append(layer)
         return layer
 
-    def add_fc_layer(self, units, init="auto"):
-        """Fully connected layer with ``units`` outputs (see ``FullyConnected``)."""
-        return self.add(FullyConnected(units, init=init))
-
-    def add_sigmoid_layer(self, size=None):
-        return self.add(Sigmoid(), size)
-
-    def add_relu_layer(self, size=None):
-        return self.add(ReLU(), size)
-
-    def add_tanh_layer(self, size=None):
-        return self.add(Tanh(), size)
-
-    def add_leaky_relu_layer(self, size=None, negative_slope=0.01):
-        return self.add(LeakyReLU(negative_slope), size)
-
-    def add_gelu_layer(self, approximate="none"):
-        """GELU ``x Φ(x)``; ``approximate="tanh"``: its tanh approximation (see ``GELU``), as PyTorch's ``nn.GELU``."""
-        return self.add(GELU(approximate))
-
-    def add_softmax_layer(self, size=None):
-        return self.add(Softmax(), size)
-
-    def add_dropout_layer(self, p=0.5):
-        """Inverted dropout dropping each unit with probability ``p`` in training."""
-        return self.add(Dropout(p))
-
-    def add_batchnorm_layer(self, momentum=0.1, eps=1e-5):
-        """Batch normalization over features (N, D) or channels (N, C, H, W)."""
-        return self.add(BatchNorm(momentum, eps))
-
-    def add_layernorm_layer(self, eps=1e-5):
-        """Layer normalization over the last axis of (N, E) or (N, T, E) (see ``LayerNorm``)."""
-        return self.add(LayerNorm(eps))
-
-    def add_conv_layer(self, filters, kernel_size, stride=1, padding=0, init="auto", impl="fast"):
-        """2-D convolution with ``filters`` output channels (see ``Conv2D``)."""
-        return self.add(Conv2D(filters, kernel_size, stride, padding, init, impl))
-
-    def add_maxpool_layer(self, size=2, stride=None, impl="fast"):
-        """Max pooling over ``size`` windows (stride defaults to the size)."""
-        return self.add(MaxPool2D(size, stride, impl))
-
-    def add_avgpool_layer(self, size=2, stride=None, impl="fast"):
-        """Average pooling over ``size`` windows (stride defaults to the size)."""
-        return self.add(AvgPool2D(size, stride, impl))
-
-    def add_rnn_layer(self, hidden, activation="tanh", return_sequences=False, stateful=False, impl="fast"):
-        """Elman RNN over (N, T, D) (see ``RNN``; ``impl="naive"``: the step-by-step teaching version)."""
-        return self.add(RNN(hidden, activation, return_sequences, stateful, impl))
-
-    def add_lstm_layer(self, hidden, return_sequences=False, stateful=False, impl="fast"):
-        """LSTM over (N, T, D) (see ``LSTM``; ``impl="naive"``: the step-by-step teaching version)."""
-        return self.add(LSTM(hidden, return_sequences, stateful, impl))
-
-    def add_gru_layer(self, hidden, return_sequences=False, stateful=False, impl="fast"):
-        """GRU over (N, T, D) (see ``GRU``; ``impl="naive"``: the step-by-step teaching version)."""
-        return self.add(GRU(hidden, return_sequences, stateful, impl))
-
-    def add_embedding_layer(self, vocab_size, dim):
-        """Token ids (N, T) to vectors (N, T, dim) (see ``Embedding``)."""
-        return self.add(Embedding(vocab_size, dim))
-
     def reset_state(self):
         """Forget the state that stateful recurrent layers carry between batches (inside blocks too)."""
         for _, layer in self.named_layers():
             if hasattr(layer, "reset_state"):
                 layer.reset_state()
-
-    def add_flatten_layer(self):
-        """(N, C, H, W) -> (N, C·H·W), in PyTorch's order."""
-        return self.add(Flatten())
 
     def parameters(self):
         """Every trainable ``Parameter``, layer by layer (a block's depth first)."""

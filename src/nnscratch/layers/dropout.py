@@ -4,6 +4,17 @@ import numpy as np
 from .base import Layer
 
 
+def keep_mask(rng, shape, p, dtype):
+    """``m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` element-wise: the scaled keep mask of inverted dropout.
+
+    Drawn as 16-bit integers (twice as fast as floats), so the drop
+    probability is ``p`` rounded to a multiple of 1/65536.
+    """
+    threshold = min(round(p * 65536), 65535)  # p just below 1 must still keep some units
+    keep = rng.integers(0, 65536, size=shape, dtype=np.uint16) >= threshold       # Bernoulli(1 - p)
+    return keep * np.dtype(dtype).type(1.0 / (1.0 - p))
+
+
 class Dropout(Layer):
     """Zero each activation with probability ``p`` in training, scaling the rest by ``1/(1-p)``.
 
@@ -14,9 +25,8 @@ class Dropout(Layer):
     Evaluation: ``y = x`` (the scaling in training keeps the expected
     activation the same, so nothing changes at test time: "inverted" dropout).
     The mask comes from the network's generator (``self.rng``), so a seed fixes
-    every mask; backward reuses the mask of the last forward. It is drawn as
-    16-bit integers (twice as fast as floats), so the drop probability is
-    ``p`` rounded to a multiple of 1/65536.
+    every mask; backward reuses the mask of the last forward (see ``keep_mask``
+    for how it is drawn).
 
     Parameters
     ----------
@@ -43,9 +53,7 @@ class Dropout(Layer):
         if not training or self.p == 0:
             self._cache_mask = None
             return x
-        threshold = min(round(self.p * 65536), 65535)  # p just below 1 must still keep some units
-        keep = self.rng.integers(0, 65536, size=x.shape, dtype=np.uint16) >= threshold  # Bernoulli(1 - p)
-        self._cache_mask = keep * x.dtype.type(1.0 / (1.0 - self.p))          # m / (1 - p)
+        self._cache_mask = keep_mask(self.rng, x.shape, self.p, x.dtype)      # m / (1 - p)
         return x * self._cache_mask
 
     def backward(self, dy):

@@ -35,6 +35,7 @@ from ..autodiff import elementwise as ew
 from ..autodiff import nn as ad_nn
 from ..autodiff.shape import stack
 from ..autodiff.tensor import Tensor, lift
+from .attention import MultiHeadAttention, causal_mask
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .blocks import Residual, Sequential
 from .conv import Conv2D
@@ -46,6 +47,7 @@ from .layernorm import LayerNorm
 from .lstm import LSTM
 from .normalization import BatchNorm
 from .pooling import AvgPool2D, Flatten, MaxPool2D
+from .positional import PositionalEmbedding
 from .recurrent import RNN
 
 FORMS = {}        # layer class -> form(layer, x, params, training[, initial_state])
@@ -249,6 +251,40 @@ def flatten(layer, x, p, training):
 
 
 # -- sequences -----------------------------------------------------------------------------
+@register(MultiHeadAttention)
+def attention(layer, x, p, training):
+    """``[Q K V] = x W_qkvᵀ + b_qkv``, per head ``P = softmax(Q Kᵀ / √d + M)``, ``O = P̃ V``,
+    ``y = O W_outᵀ + b_out``; the mask M is -inf above the diagonal when causal, P̃ the weights
+    times the dropout mask of the layer's last training forward (a constant) / (1 - p)."""
+    N, T, E = x.shape
+    H = layer.num_heads
+    d = E // H
+    qkv = x @ p[layer.W_qkv].T + p[layer.b_qkv]                                  # (N, T, 3E)
+
+    def heads(part):                                                            # (N, H, T, d)
+        return qkv[..., part * E:(part + 1) * E].reshape(N, T, H, d).transpose(0, 2, 1, 3)
+
+    q, k, v = heads(0), heads(1), heads(2)
+    scores = (q @ k.swapaxes(-1, -2)) / math.sqrt(d)                            # (N, H, T, T)
+    if layer.causal:
+        scores = ew.where(causal_mask(T, T, x.dtype) == 0, scores, -np.inf)
+    weights = ad_nn.softmax(scores, axis=-1)
+    if training and layer.dropout > 0:
+        keep = getattr(layer, "_cache_keep", None)
+        if keep is None or keep.shape != weights.shape:
+            raise ValueError(f"{layer.name} (MultiHeadAttention): the training form uses the dropout mask of "
+                             f"the layer's last training forward, and there is none for input {x.shape}")
+        weights = weights * Tensor(keep.astype(x.dtype)) / (1.0 - layer.dropout)
+    out = (weights @ v).transpose(0, 2, 1, 3).reshape(N, T, E)
+    return out @ p[layer.W_out].T + p[layer.b_out]
+
+
+@register(PositionalEmbedding)
+def positional_embedding(layer, x, p, training):
+    """``y[n, t] = x[n, t] + W[t]``."""
+    return x + p[layer.W][:x.shape[1]]
+
+
 @register(Embedding)
 def embedding(layer, ids, p, training):
     """``y[n, t] = W[ids[n, t]]``: a gather, whose VJP adds each gradient into its token's row."""
