@@ -106,7 +106,7 @@ def test_attention_dropout_uses_the_networks_generator_and_only_in_training():
     a, b = attention_net(2, dropout=0.5, seed=3), attention_net(2, dropout=0.5, seed=3)
     np.testing.assert_array_equal(a.layers[0].forward(x, True), b.layers[0].forward(x, True))  # same seed
     layer = a.layers[0]
-    P = layer._cache[2]
+    P = layer.attention_weights()
     kept = layer._cache_keep
     assert 0.3 < kept.mean() < 0.7                               # about half of the weights dropped
     np.testing.assert_array_equal(layer.forward(x, False), layer.forward(x, False))  # evaluation: no mask
@@ -114,11 +114,33 @@ def test_attention_dropout_uses_the_networks_generator_and_only_in_training():
 
 
 def test_the_attention_weights_are_kept_once():
-    """Between forward and backward the layer holds one (N, H, T, T) float array (and no second copy)."""
-    layer = attention_net(2, dropout=0.3).layers[0]
-    layer.forward(randn((3, 5, 6), 1), True)
-    big = [a for a in layer._cache if isinstance(a, np.ndarray) and a.shape == (3, 2, 5, 5)]
-    assert [a.dtype for a in big] == [np.float64, np.dtype(bool)]
+    """Between forward and backward the layer holds the weights P once (and the dropout mask as
+    bools): for a causal layer over 64 positions, only the blocks at or below the diagonal,
+    (1 + 2 + 3 + 4) / 16 of the (N, H, T, T) array."""
+    layer = attention_net(2, dropout=0.3, T=64).layers[0]
+    layer.forward(randn((3, 64, 6), 1), True)
+    x, heads, blocks, kept, out = layer._cache
+    assert kept.shape == (3, 2, 64, 64) and kept.dtype == bool
+    assert sum(block.size for block in blocks) == 3 * 2 * 64 * 64 * 10 // 16
+    assert all(block.dtype == np.float64 for block in blocks)
+    P = layer.attention_weights()
+    assert np.all(np.triu(np.ones((64, 64)), 1)[None, None] * P == 0) and np.allclose(P.sum(-1), 1)
+
+
+@pytest.mark.parametrize("T", [64, 67])
+def test_skipping_the_masked_blocks_changes_nothing(T):
+    """A causal layer long enough to be split into query blocks (64 and 67 positions: blocks of
+    16 and of 17, 17, 17, 16) against the naive loops: outputs and gradients, with dropout."""
+    x, target = randn((1, T, 4), 1), randn((1, T, 4), 2)
+    results = []
+    for impl in ("fast", "naive"):
+        net = attention_net(2, True, 0.2, impl, T=T, E=4, seed=7)
+        loss, out = net.train_step(x, target, return_output=True)
+        results.append((out, [p.grad.copy() for p in net.parameters()]))
+    assert len(net.layers[0]._query_blocks(T)) == 4
+    assert rel_err(results[0][0], results[1][0]) < 1e-12
+    for g_f, g_n in zip(results[0][1], results[1][1]):
+        assert rel_err(g_f, g_n) < 1e-11
 
 
 def test_transformer_block_has_pytorchs_encoder_layer_layout():
@@ -136,10 +158,10 @@ def test_transformer_block_has_pytorchs_encoder_layer_layout():
         assert shapes["block1." + TORCH_ENCODER_LAYER_KEYS[torch_key]] == shape, torch_key
 
 
-def small_gpt():
+def small_gpt(context=16):
     net = Network((None,), cost="cross_entropy_logits", seed=4, dtype=np.float64)
     net.add_embedding_layer(11, 6)
-    net.add_positional_embedding_layer(16)
+    net.add_positional_embedding_layer(context)
     net.add_transformer_block(2)
     net.add_transformer_block(3)
     net.add_layernorm_layer()
@@ -147,14 +169,15 @@ def small_gpt():
     return net
 
 
-def test_cached_logits_equal_a_full_forward_at_every_position():
+@pytest.mark.parametrize("T", [12, 70])
+def test_cached_logits_equal_a_full_forward_at_every_position(T):
     """A prime of 5 tokens, then one token at a time through the cache: the logits of every
-    position are those of one forward over the whole sequence."""
-    net = small_gpt()
-    ids = np.random.default_rng(1).integers(0, 11, (2, 12))
-    full = net.forward(ids)                                          # (2, 12, 11)
+    position are those of one forward over the whole sequence (70: in query blocks)."""
+    net = small_gpt(context=T)
+    ids = np.random.default_rng(1).integers(0, 11, (2, T))
+    full = net.forward(ids)                                          # (2, T, 11)
     with generation.KeyValueCache(net):
-        steps = [net.forward(ids[:, :5])] + [net.forward(ids[:, t:t + 1]) for t in range(5, 12)]
+        steps = [net.forward(ids[:, :5])] + [net.forward(ids[:, t:t + 1]) for t in range(5, T)]
     assert rel_err(np.concatenate(steps, axis=1), full) < 1e-12
 
 

@@ -149,6 +149,7 @@ def attention_rows():
                 lambda impl=impl: MultiHeadAttention(2, causal=True, dropout=0.3, impl=impl), (4, 4), 2),
         ]
     return rows + [
+        Row("attention_causal_query_blocks", lambda: MultiHeadAttention(2, causal=True), (64, 2), 1),
         Row("positional", lambda: PositionalEmbedding(6), (4, 3), 2),
         Row("positional_T1_batch1", lambda: PositionalEmbedding(1), (1, 5), 1),
         Row("positional_free_length", lambda: PositionalEmbedding(7), (None, 3), 2, inputs=free_length),

@@ -17,6 +17,10 @@ from .base import Layer, Parameter, shape_str
 from .dropout import keep_mask
 
 
+CAUSAL_BLOCKS = 4     # query blocks of a causal layer (see _query_blocks)
+MIN_BLOCK_ROWS = 16   # shorter sequences are one block: the saving would not pay for the extra calls
+
+
 def causal_mask(rows, cols, dtype):
     """The additive mask (rows, cols) for queries at the last ``rows`` of ``cols`` positions:
     0 where query i may look at key j (j ≤ i + cols - rows), -inf where it may not.
@@ -66,6 +70,9 @@ class MultiHeadAttention(Layer):
     - *one (N, H, T, T) array*: the scores become the weights in place, and
       backward turns dP̃ into dS in place; only P (and the dropout mask, as
       bools) is kept between forward and backward.
+    - *skip the masked blocks* (causal only): the queries are taken in blocks,
+      each against the keys it may see, so the all-masked corner of S is never
+      computed (``_query_blocks``).
 
     Parameters
     ----------
@@ -142,29 +149,54 @@ class MultiHeadAttention(Layer):
         """m / (1 - p) for the attention weights, or None without dropout."""
         return keep_mask(self.rng, shape, self.dropout, dtype) if self.dropout > 0 else None
 
-    def _project_heads(self, x):
-        """[Q/√d, K, V] as one contiguous (3, N, H, T, d) array, from x (N, T, E)."""
+    def _project_heads(self, x, reuse=True):
+        """[Q/√d, K, V] as one contiguous (3, N, H, T, d) array, from x (N, T, E): the layer's
+        reused buffer, or (``reuse=False``, for the key/value cache to keep) a new array."""
         N, T, E = x.shape
         H, d = self.num_heads, E // self.num_heads
-        qkv = x.reshape(N * T, E) @ self.W_qkv.data.T                          # (N·T, 3E)
+        qkv = self.buffer("qkv", (N * T, 3 * E), x.dtype)
+        np.matmul(x.reshape(N * T, E), self.W_qkv.data.T, out=qkv)            # (N·T, 3E)
         qkv += self.b_qkv.data
-        heads = np.ascontiguousarray(qkv.reshape(N, T, 3, H, d).transpose(2, 0, 3, 1, 4))  # (3, N, H, T, d)
+        shape = (3, N, H, T, d)
+        heads = self.buffer("heads", shape, x.dtype) if reuse else np.empty(shape, x.dtype)
+        heads[...] = qkv.reshape(N, T, 3, H, d).transpose(2, 0, 3, 1, 4)       # (3, N, H, T, d)
         heads[0] *= x.dtype.type(1.0 / math.sqrt(d))                            # pre-scaled queries
         return heads
 
+    def _query_blocks(self, T):
+        """The query rows, in blocks ``(a, b)``, and how many keys each block reads.
+
+        *Skip the masked blocks*: with a causal mask, queries a..b-1 see keys 0..b-1 only, so
+        splitting the T queries into ``CAUSAL_BLOCKS`` blocks leaves out the all-masked corner:
+        with 4 blocks, (1 + 2 + 3 + 4) / 16 = 62.5% of the T x T scores, weights and products
+        are computed. Without the mask (or for short sequences) it is one block of all keys.
+        """
+        if not self.causal or T < CAUSAL_BLOCKS * MIN_BLOCK_ROWS:
+            return [(0, T, T)]
+        size = -(-T // CAUSAL_BLOCKS)
+        return [(a, min(a + size, T), min(a + size, T)) for a in range(0, T, size)]
+
     def _forward_fast(self, x, drop):
         N, T, E = x.shape
+        H = self.num_heads
         heads = self._project_heads(x)
         q, k, v = heads
-        weights = q @ k.transpose(0, 1, 3, 2)                                   # S (N, H, T, T)
-        if self.causal:
-            weights += causal_mask(T, T, x.dtype)
-        softmax_in_place(weights)                                               # S -> P, same memory
-        dropped = weights if drop is None else weights * drop                   # P̃
-        out = np.ascontiguousarray((dropped @ v).transpose(0, 2, 1, 3)).reshape(N, T, E)  # O merged (N, T, E)
+        out_heads = self.buffer("out_heads", q.shape, x.dtype)                 # O (N, H, T, d)
+        blocks = []                                                             # P, one array per query block
+        for i, (a, b, keys) in enumerate(self._query_blocks(T)):
+            weights = self.buffer(f"weights{i}", (N, H, b - a, keys), x.dtype)
+            np.matmul(q[:, :, a:b], k[:, :, :keys].transpose(0, 1, 3, 2), out=weights)  # S
+            if self.causal:
+                weights += causal_mask(b - a, keys, x.dtype)
+            softmax_in_place(weights)                                           # S -> P, same memory
+            dropped = weights if drop is None else weights * drop[:, :, a:b, :keys]  # P̃
+            out_heads[:, :, a:b] = dropped @ v[:, :, :keys]                     # O = P̃ V
+            blocks.append(weights)
+        out = self.buffer("out", (N, T, E), x.dtype)
+        out.reshape(N, T, H, -1)[...] = out_heads.transpose(0, 2, 1, 3)         # O merged (N, T, E)
         y = out.reshape(N * T, E) @ self.W_out.data.T
         y += self.b_out.data
-        self._cache = (x, heads, weights, self._cache_keep, out)
+        self._cache = (x, heads, blocks, self._cache_keep, out)
         return y.reshape(N, T, E)
 
     # -- backward --------------------------------------------------------------------------------
@@ -175,7 +207,7 @@ class MultiHeadAttention(Layer):
             for p, g in zip(self.parameters(), grads):
                 p.grad = g
             return dx
-        x, heads, weights, kept, out = self._cache
+        x, heads, blocks, kept, out = self._cache
         N, T, E = x.shape
         H, d = self.num_heads, E // self.num_heads
         q, k, v = heads
@@ -183,31 +215,36 @@ class MultiHeadAttention(Layer):
         # in the forward pass this was: y = O W_outᵀ + b_out
         self.W_out.grad = drows.T @ out.reshape(N * T, E)                      # (E, E)
         self.b_out.grad = drows.sum(axis=0)
-        d_out = drows @ self.W_out.data                                         # dO merged (N·T, E)
+        d_out = self.buffer("d_out_rows", (N * T, E), x.dtype)
+        np.matmul(drows, self.W_out.data, out=d_out)                            # dO merged (N·T, E)
         # rowsum from the output: rowsum(P ⊙ dP) = dO_i · O_i per head, (N, T, H) -> (N, H, T, 1)
         rowsum = (d_out * out.reshape(N * T, E)).reshape(N, T, H, d).sum(axis=-1)
         rowsum = rowsum.transpose(0, 2, 1)[..., None]
-        d_out = np.ascontiguousarray(d_out.reshape(N, T, H, d).transpose(0, 2, 1, 3))  # (N, H, T, d)
-        d_heads = np.empty_like(heads)                                          # d[Q/√d, K, V]
-        # in the forward pass this was: O = P̃ V
+        d_out_heads = self.buffer("d_out_heads", (N, H, T, d), x.dtype)
+        d_out_heads[...] = d_out.reshape(N, T, H, d).transpose(0, 2, 1, 3)      # dO (N, H, T, d)
+        d_heads = self.buffer("d_heads", heads.shape, x.dtype)                  # d[Q/√d, K, V]
+        d_heads[1:] = 0                                                         # dK, dV add up over the blocks
         scale = None if kept is None else x.dtype.type(1.0 / (1.0 - self.dropout))
-        dropped = weights if kept is None else weights * kept * scale           # P̃ (rebuilt, not kept)
-        np.matmul(dropped.transpose(0, 1, 3, 2), d_out, out=d_heads[2])         # dV = P̃ᵀ dO
-        del dropped
-        d_weights = d_out @ v.transpose(0, 1, 3, 2)                             # dP̃ (N, H, T, T)
-        if kept is not None:
-            d_weights *= kept                                                   # dP = dP̃ ⊙ m / (1 - p)
-            d_weights *= scale
-        # in the forward pass this was: P = softmax(S); dS = P ⊙ (dP - rowsum(P ⊙ dP)), in place
-        d_weights -= rowsum
-        d_weights *= weights
-        # in the forward pass this was: S = (Q/√d) Kᵀ
-        np.matmul(d_weights, k, out=d_heads[0])                                 # d(Q/√d) = dS K
-        np.matmul(d_weights.transpose(0, 1, 3, 2), q, out=d_heads[1])           # dK = dSᵀ (Q/√d)
+        for i, ((a, b, keys), weights) in enumerate(zip(self._query_blocks(T), blocks)):
+            d_o = d_out_heads[:, :, a:b]
+            # in the forward pass this was: O = P̃ V
+            dropped = weights if kept is None else weights * kept[:, :, a:b, :keys] * scale  # P̃ (rebuilt)
+            d_heads[2][:, :, :keys] += dropped.transpose(0, 1, 3, 2) @ d_o     # dV = P̃ᵀ dO
+            d_weights = self.buffer(f"d_weights{i}", weights.shape, x.dtype)
+            np.matmul(d_o, v[:, :, :keys].transpose(0, 1, 3, 2), out=d_weights)  # dP̃
+            if kept is not None:
+                d_weights *= kept[:, :, a:b, :keys]                             # dP = dP̃ ⊙ m / (1 - p)
+                d_weights *= scale
+            # in the forward pass this was: P = softmax(S); dS = P ⊙ (dP - rowsum(P ⊙ dP)), in place
+            d_weights -= rowsum[:, :, a:b]
+            d_weights *= weights
+            # in the forward pass this was: S = (Q/√d) Kᵀ
+            d_heads[0][:, :, a:b] = d_weights @ k[:, :, :keys]                  # d(Q/√d) = dS K
+            d_heads[1][:, :, :keys] += d_weights.transpose(0, 1, 3, 2) @ q[:, :, a:b]  # dK = dSᵀ (Q/√d)
         d_heads[0] *= x.dtype.type(1.0 / math.sqrt(d))                          # dQ = d(Q/√d) / √d
-        del d_weights
         # in the forward pass this was: [Q K V] = x W_qkvᵀ + b_qkv
-        d_qkv = d_heads.transpose(1, 3, 0, 2, 4).reshape(N * T, 3 * E)         # (N·T, 3E), a copy
+        d_qkv = self.buffer("d_qkv", (N * T, 3 * E), x.dtype)
+        d_qkv.reshape(N, T, 3, H, d)[...] = d_heads.transpose(1, 3, 0, 2, 4)     # (N·T, 3E)
         self.W_qkv.grad = d_qkv.T @ x.reshape(N * T, E)                        # (3E, E)
         self.b_qkv.grad = d_qkv.sum(axis=0)
         if not self.needs_input_grad:
@@ -230,7 +267,7 @@ class MultiHeadAttention(Layer):
 
     def _forward_cached(self, x):
         N, t, E = x.shape
-        heads = self._project_heads(x)                                          # (3, N, H, t, d)
+        heads = self._project_heads(x, reuse=False)                             # (3, N, H, t, d)
         old = self._cache_kv
         keys_values = heads[1:] if old is None else np.concatenate([old, heads[1:]], axis=3)  # (2, N, H, T, d)
         self._cache_kv = keys_values
@@ -244,11 +281,22 @@ class MultiHeadAttention(Layer):
         y += self.b_out.data
         return y.reshape(N, t, E)
 
-    def attention_weights(self, x):
-        """The weights P (N, H, T, T) for input x (N, T, E), in evaluation mode: row i of head h
-        says how much position i takes from each position j (rows sum to 1)."""
-        self.forward(x)
-        return self._cache[2].copy() if self.impl == "fast" else self._cache["P"].copy()
+    def attention_weights(self, x=None):
+        """The weights P (N, H, T, T) for input x (N, T, E), in evaluation mode, or those of the
+        last forward when x is None: row i of head h says how much position i takes from each
+        position j (rows sum to 1)."""
+        if x is not None:
+            self.forward(x)
+        if "_cache" not in self.__dict__:
+            raise ValueError(f"{self.name} (MultiHeadAttention) has not run a forward yet")
+        if self.impl == "naive":
+            return self._cache["P"].copy()
+        x, blocks = self._cache[0], self._cache[2]
+        N, T, _ = x.shape
+        weights = np.zeros((N, self.num_heads, T, T), dtype=x.dtype)          # the skipped corner is all 0
+        for (a, b, keys), block in zip(self._query_blocks(T), blocks):
+            weights[:, :, a:b, :keys] = block
+        return weights
 
     def flops(self):
         T, E = self.input_shape

@@ -56,24 +56,38 @@ class LayerNorm(Layer):
 
     def forward(self, x, training=False):
         self.check_input(x)
-        mean = x.mean(axis=-1, keepdims=True)                             # μ (..., 1)
-        centred = x - mean
-        var = np.mean(centred * centred, axis=-1, keepdims=True)          # σ² (..., 1), biased
-        inv_std = 1.0 / np.sqrt(var + self.eps)                           # (..., 1)
-        x_hat = centred * inv_std                                         # (..., E)
+        E = x.shape[-1]
+        x_hat = self.buffer("x_hat", x.shape, x.dtype)                   # in place from here on (no temporaries)
+        np.subtract(x, x.mean(axis=-1, keepdims=True), out=x_hat)         # x - μ
+        squares = self.buffer("squares", x.shape, x.dtype)
+        np.multiply(x_hat, x_hat, out=squares)
+        var = squares.sum(axis=-1, keepdims=True)
+        var *= x.dtype.type(1.0 / E)                                      # σ² (..., 1), biased
+        inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.eps))             # (..., 1)
+        x_hat *= inv_std                                                  # x̂ (..., E)
         self._cache = (x_hat, inv_std)
-        return self.gamma.data * x_hat + self.beta.data
+        y = x_hat * self.gamma.data
+        y += self.beta.data
+        return y
 
     def backward(self, dy):
         x_hat, inv_std = self._cache
-        batch_axes = tuple(range(dy.ndim - 1))                            # every axis but the last
+        E = dy.shape[-1]
+        rows = dy.reshape(-1, E)
         # in the forward pass this was: y = γ ⊙ x̂ + β
-        self.beta.grad = dy.sum(axis=batch_axes)                          # (E,)
-        self.gamma.grad = (dy * x_hat).sum(axis=batch_axes)               # (E,)
-        d_x_hat = dy * self.gamma.data                                    # (..., E)
+        self.beta.grad = rows.sum(axis=0)                                 # (E,)
+        scratch = self.buffer("squares", dy.shape, dy.dtype)              # the forward's scratch, free now
+        np.multiply(dy, x_hat, out=scratch)
+        self.gamma.grad = scratch.reshape(-1, E).sum(axis=0)              # (E,)
+        d_x_hat = dy * self.gamma.data                                    # dx̂ (..., E), becomes dx
         # in the forward pass this was: x̂ = (x - μ) / sqrt(σ² + ε), with μ and σ² means over the last axis
-        return inv_std * (d_x_hat - d_x_hat.mean(axis=-1, keepdims=True)
-                          - x_hat * (d_x_hat * x_hat).mean(axis=-1, keepdims=True))
+        np.multiply(d_x_hat, x_hat, out=scratch)
+        mean_dx_hat_x_hat = scratch.sum(axis=-1, keepdims=True) / E       # mean(dx̂ ⊙ x̂) (..., 1)
+        np.multiply(x_hat, mean_dx_hat_x_hat, out=scratch)
+        d_x_hat -= d_x_hat.sum(axis=-1, keepdims=True) / E               # dx̂ - mean(dx̂)
+        d_x_hat -= scratch                                                #   - x̂ ⊙ mean(dx̂ ⊙ x̂)
+        d_x_hat *= inv_std
+        return d_x_hat
 
     def flops(self):
         return 7 * size_of(self.input_shape)
