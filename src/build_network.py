@@ -6,6 +6,7 @@
     python src/build_network.py cnn             # the reference CNN: 99.3%+
     python src/build_network.py lstm            # sequential MNIST with an LSTM (also gru, rnn)
     python src/build_network.py charlm          # a character-level LSTM on the KJV Pentateuch
+    python src/build_network.py chargpt         # a character-level GPT on the same text
     python src/build_network.py predict datasets/my_handwriting/drawn_3.png [--model cnn]
 
 Every training example takes --epochs, --batch-size, --lr, --seed, --limit N
@@ -28,7 +29,7 @@ import numpy as np
 from nnscratch import (SGD, Adam, Callback, CosineAnnealingLR, Network, UnsafePickleError, cross_entropy_cost,
                        cross_entropy_cost_prime_SM, gen_clusters, get_mnist, load_digit_image, load_mnist,
                        quadratic_cost, quadratic_cost_prime)
-from model_zoo import build_char_lm, build_cnn, build_mlp800, build_sequence_classifier
+from model_zoo import build_char_gpt, build_char_lm, build_cnn, build_mlp800, build_sequence_classifier
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SHIPPED_PLOTS = os.path.join(ROOT, "plots")
@@ -238,10 +239,52 @@ def train_charlm(args):
                                                   "character LSTM on the KJV Pentateuch"))])
 
 
+def train_chargpt(args):
+    """A character-level GPT on the KJV Pentateuch: random windows, AdamW, warm-up + cosine, clipping."""
+    import chargpt
+    from nnscratch import generation
+    from nnscratch.plotting import plot_attention_maps, plot_curves
+    vocab, train_ids, held_out = chargpt.load_corpus()
+    context = chargpt.CONTEXT
+    if args.limit:                                      # N windows' worth of text, and as much held-out text
+        train_ids, held_out = train_ids[:args.limit * context + 1], held_out[:args.limit * context + 1]
+    net = build_char_gpt(len(vocab), seed=args.seed)
+    steps = max(1, round(args.epochs * (len(train_ids) - 1) / (args.batch_size * context)))
+    budget = f"{args.minutes:g} minutes of training" if args.minutes else f"{steps} steps ({args.epochs} epochs)"
+    say(args, net.summary(), f"{len(vocab)} distinct characters, {len(train_ids):,} to train on, "
+                             f"{len(held_out):,} held out; batches of {args.batch_size} x {context}; {budget}")
+
+    def report(history):
+        say(args, f"  {history['seconds'][-1]:6.0f} s, step {history['steps'][-1]}: held-out "
+                  f"{history['bits_per_character'][-1]:.3f} bits per character (training "
+                  f"{history['loss'][-1] / np.log(2):.3f})")
+
+    history = chargpt.train(net, train_ids, held_out, context=context, batch=args.batch_size, lr=args.lr,
+                            steps=None if args.minutes else steps,
+                            seconds=args.minutes * 60 if args.minutes else None, seed=args.seed,
+                            verbose=0 if args.quiet else 1, on_evaluation=report)
+    for temperature in (0.5, 0.8):
+        say(args, f"--- temperature {temperature}, top-k 10 ---",
+            generation.sample_text(net, vocab, "And the LORD spake", 400, temperature, 10, np.random.default_rng(1)))
+    if history["bits_per_character"]:
+        print(f"final held-out bits per character {history['bits_per_character'][-1]:.3f}")
+    curves = {"training (cost / ln 2)": np.array(history["loss"]) / np.log(2),
+              "held-out bits per character": history["bits_per_character"]}
+    sentence = "And the LORD spake unto Moses, saying,"
+    maps = chargpt.attention_maps(net, vocab.encode(sentence))
+    say(args, "what the heads attend to, in the sentence " + repr(sentence) + ":", *chargpt.describe_heads(maps))
+    finish(net, history, args, "character GPT, KJV Pentateuch",
+           [("bits.png", lambda path: plot_curves(curves, path, "bits per character",
+                                                  "character GPT on the KJV Pentateuch",
+                                                  x=history["steps"], xlabel="training step")),
+            ("attention.png", lambda path: plot_attention_maps(maps, sentence, path,
+                                                               "attention weights, every block and head"))])
+
+
 # -- predict --------------------------------------------------------------------------
 def find_network(model):
     """``--model``: a shipped name (``cnn``) or a path to a network file."""
-    if model in DIGIT_CLASSIFIERS or model == "charlm":
+    if model in DIGIT_CLASSIFIERS or model in ("charlm", "chargpt"):
         return os.path.join(SHIPPED_NETWORKS, f"{model}.pickle")
     if not os.path.exists(model):
         raise UserError(f"--model {model}: no such file (shipped networks: {', '.join(DIGIT_CLASSIFIERS)})")
@@ -302,6 +345,8 @@ EXAMPLES = {
             "about 1 minute"),
     "charlm": (train_charlm, "charlm", 8, 64, 2e-3, "a character LSTM(256) on the KJV Pentateuch, Adam + cosine "
                "(a batch is 64 streams of 100 characters)", "about 3 minutes"),
+    "chargpt": (train_chargpt, "chargpt", 12, 32, 2e-3, "a character GPT (4 blocks of 128, 4 heads, 128 characters "
+                "of context) on the KJV Pentateuch, AdamW + warm-up + cosine", "about 10 minutes"),
 }
 
 
@@ -354,6 +399,9 @@ def make_parser():
         sub.add_argument("--update-shipped", action="store_true",
                          help=f"replace the shipped pre-trained/{network_name}.pickle and plots/{network_name}_* "
                               "(to refresh them on purpose)")
+        if name == "chargpt":
+            sub.add_argument("--minutes", type=positive_float, default=None, metavar="M",
+                             help="train for M minutes instead of --epochs (the clock stops while evaluating)")
         sub.set_defaults(run=function, network_name=network_name)
     sub = commands.add_parser("predict", help="classify a picture of a digit with a shipped network",
                               description="Classify a picture of a handwritten digit (PNG, JPEG, BMP, ... any "

@@ -52,3 +52,17 @@ def build_char_lm(vocab_size, embed=48, hidden=256, seed=0):
     net.add_fc_layer(vocab_size)
     net.add_softmax_layer()
     return net
+
+
+def build_char_gpt(vocab_size, embed=128, heads=4, layers=4, context=128, dropout=0.0, seed=0, gelu="tanh"):
+    """A character-level GPT: token embedding + learned positions -> ``layers`` pre-norm causal
+    transformer blocks -> layer norm -> a linear head giving logits (N, T, V), trained with
+    cross-entropy on logits. Both embedding tables start N(0, 0.02²), as GPT-2's."""
+    net = Network((None,), cost="cross_entropy_logits", seed=seed)
+    net.add_embedding_layer(vocab_size, embed).W.data *= 0.02
+    net.add_positional_embedding_layer(context)
+    for _ in range(layers):
+        net.add_transformer_block(heads, dropout=dropout, causal=True, approximate=gelu)
+    net.add_layernorm_layer()
+    net.add_fc_layer(vocab_size)
+    return net

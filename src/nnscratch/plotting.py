@@ -27,11 +27,13 @@ def _label_axes(ax, xlabel, ylabel):
 
 
 def plot_history(history, path, title=None):
-    """Cost (left) and accuracy (right) per epoch, training and validation; saved to ``path``."""
-    fig = Figure(figsize=(10, 4))
+    """Cost (left) and accuracy (right) per epoch, training and validation; saved to ``path``.
+    A history without accuracies (a language model's) gets the cost panel only."""
+    panels = [(key, label) for key, label in (("loss", "cost"), ("accuracy", "accuracy")) if history.get(key)]
+    fig = Figure(figsize=(5 * len(panels), 4))
     epochs = np.arange(1, len(history["loss"]) + 1)
-    for ax, key, label in ((fig.add_subplot(1, 2, 1), "loss", "cost"),
-                           (fig.add_subplot(1, 2, 2), "accuracy", "accuracy")):
+    for i, (key, label) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
         ax.plot(epochs, history[key], "o-", label="training (mean over the epoch)")
         if history.get("val_" + key):
             ax.plot(epochs, history["val_" + key], "s-", label="test")
@@ -41,13 +43,17 @@ def plot_history(history, path, title=None):
     return _save(fig, path)
 
 
-def plot_curves(curves, path, ylabel, title=None):
-    """Several named per-epoch series on one axis: ``{"label": [values...]}``."""
+def plot_curves(curves, path, ylabel, title=None, x=None, xlabel="epoch"):
+    """Several named series on one axis: ``{"label": [values...]}``, against the epoch
+    (1, 2, ...) or against ``x`` (one value per point: seconds, steps), or per curve
+    ``{"label": (x, values)}``."""
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot(1, 1, 1)
     for label, values in curves.items():
-        ax.plot(np.arange(1, len(values) + 1), values, label=label)
-    _label_axes(ax, "epoch", ylabel)
+        xs, ys = values if isinstance(values, tuple) else (x, values)
+        ax.plot(np.arange(1, len(ys) + 1) if xs is None else xs, ys, label=label,
+                marker=None if xs is None else ".")
+    _label_axes(ax, xlabel, ylabel)
     if title:
         ax.set_title(title)
     return _save(fig, path)
@@ -142,4 +148,31 @@ def plot_feature_maps(net, image, path, layers=None):
             ax.set_axis_off()
             if k == 0:
                 ax.set_title(name, fontsize=7, loc="left")
+    return _save(fig, path)
+
+
+def plot_attention_maps(weights, labels, path, title=None):
+    """Attention weights as a grid of heat maps: one row per layer, one column per head.
+
+    ``weights`` (L, H, T, T): entry [l, h, i, j] is how much position i takes
+    from position j in head h of layer l; ``labels`` the T tokens (characters),
+    shown along both axes (queries down, keys across).
+    """
+    weights = np.asarray(weights)
+    L, H, T, _ = weights.shape
+    fig = Figure(figsize=(3.2 * H, 3.2 * L))
+    shown = ["␣" if c == " " else "⏎" if c == "\n" else c for c in labels]
+    for l in range(L):
+        for h in range(H):
+            ax = fig.add_subplot(L, H, l * H + h + 1)
+            ax.imshow(weights[l, h], cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks(range(T))
+            ax.set_yticks(range(T))
+            ax.set_xticklabels(shown, fontsize=5, fontfamily="monospace")
+            ax.set_yticklabels(shown, fontsize=5, fontfamily="monospace")
+            ax.tick_params(length=0, pad=1)
+            ax.set_title(f"block {l + 1}, head {h + 1}", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path)
