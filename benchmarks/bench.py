@@ -55,10 +55,7 @@ def parse_args(argv):
     p.add_argument("--also", default="", help="lstm: extra nnscratch-only rows, a comma list of gru, rnn")
     p.add_argument("--layer-times", action="store_true",
                    help="also time each layer's forward and backward, and the optimizer step, on one batch")
-    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    p.add_argument("--torch-python", default=None,
-                   help=f"python with torch installed (default ${harness.TORCH_PYTHON_ENV}, else "
-                        f"{harness.DEFAULT_TORCH_PYTHON}, if it exists)")
+    harness.add_torch_arguments(p)
     p.add_argument("--torch-test-images", type=int, default=None,
                    help="test images torch_ref.py evaluates (default: the model's batch size; 10000: all)")
     p.add_argument("--seed-baseline", action="store_true",

@@ -43,6 +43,14 @@ WARM_UP_IMAGES = 6400
 
 
 # -- memory of one process -------------------------------------------------------------
+def add_torch_arguments(parser):
+    """``--no-torch`` and ``--torch-python``, the options every benchmark with a PyTorch side takes."""
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--torch-python", default=None,
+                        help=f"python with torch installed (default ${TORCH_PYTHON_ENV}, else "
+                             f"{DEFAULT_TORCH_PYTHON}, if it exists)")
+
+
 def maxrss_mb(ru_maxrss):
     """``ru_maxrss`` in MB (2**20 bytes): kilobytes on Linux, bytes on macOS."""
     return ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)

@@ -36,8 +36,8 @@ def time_layers(net, optimizer, X, y, batch, repeats=20):
     optimizer : Optimizer
         The one that trained it (its buffers already made).
     X : array (N, *input_shape)
-        The first ``batch`` samples are the batch.
-    y : int array (N,)
+        The first ``batch`` samples are the batch (integer token ids stay integers, as ``fit`` keeps them).
+    y : int array (N,) or (N, T)
         Class ids; the targets are one-hot rows of the network's dtype, as ``fit`` makes them.
     batch : int
     repeats : int
@@ -48,8 +48,9 @@ def time_layers(net, optimizer, X, y, batch, repeats=20):
     leaf layer and a last one for the cost and the rest of ``train_step``; ``step``: ``(optimizer
     class name, seconds)``; ``repeats``.
     """
-    X_batch = np.ascontiguousarray(X[:batch], dtype=net.dtype)
-    targets = np.eye(net.output_shape[-1], dtype=net.dtype)[y[:batch]]  # (batch, K)
+    X_batch = (np.ascontiguousarray(X[:batch]) if np.issubdtype(X.dtype, np.integer)  # token ids stay ints
+               else np.ascontiguousarray(X[:batch], dtype=net.dtype))
+    targets = np.eye(net.output_shape[-1], dtype=net.dtype)[y[:batch]]  # (batch, K) or (batch, T, K)
     layers, params = list(net.named_layers()), net.parameters()  # the leaves, inside blocks too, in order
     spent, steps = {}, []
     saved = [{k: vars(layer)[k] for k in ("forward", "backward") if k in vars(layer)} for _, layer in layers]

@@ -13,12 +13,24 @@ kernels (capability, MKL, oneDNN / MKL-DNN, OpenMP) and thread counts; then
 per epoch ``MODEL epoch E sec_per_epoch S test_acc A threads T``: seconds
 of the training loop (extrapolated from --batches when given) and the
 accuracy on the test set of ``--data``. ``bench.py`` runs it and reads both.
+
+MODEL chargpt: ``model_zoo.build_char_gpt``'s character-level GPT (``CharGPT``
+below) on random windows of the KJV text, timed step by step; ``bench_chargpt.py``
+runs it:
+
+    torch_ref.py chargpt [--embed 128] [--heads 4] [--layers 4] [--context 128] [--batch-size 32]
+                         [--dropout 0] [--gelu tanh|none] [--mask causal|mask] [--warmup 5] [--steps 20]
+
+prints ``torch_info``, then ``chargpt step_seconds [...]`` (each timed step: forward,
+cross-entropy, backward, AdamW step) and ``chargpt steps N sec_per_step S loss L threads T``
+(S the median step, L the last step's loss, P the number of parameters).
 """
 import argparse
 import gzip
 import json
 import os
 import re
+import statistics
 import struct
 import time
 
@@ -27,6 +39,7 @@ import torch
 import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+KJV = os.path.join(HERE, "..", "datasets", "kjv", "pentateuch.txt")
 
 
 def load(data):
@@ -66,6 +79,73 @@ def model(name):
     raise SystemExit("unknown model")
 
 
+class CharGPT(nn.Module):
+    """``model_zoo.build_char_gpt``'s network, parameter for parameter (torch_parity.py copies them over).
+
+    Token ids (N, T) -> Embedding(V, E) + learned positions (T, E) -> ``layers`` x pre-norm
+    ``nn.TransformerEncoderLayer`` (feed-forward 4E, GELU, causal) -> LayerNorm -> Linear(E, V):
+    logits (N, T, V). ``mask``: "causal" passes the (T, T) mask *and* ``is_causal=True``, so that
+    attention runs as ``scaled_dot_product_attention(is_causal=True)`` without the mask (the
+    fastest on CPU, see benchmarks/README.md); "mask" passes the additive mask alone.
+    """
+
+    def __init__(self, vocab, embed=128, heads=4, layers=4, context=128, dropout=0.0, gelu="tanh",
+                 mask="causal"):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, embed)
+        nn.init.normal_(self.embedding.weight, std=0.02)                          # as build_char_gpt (GPT-2)
+        self.positional = nn.Parameter(torch.randn(context, embed) * 0.02)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(embed, heads, 4 * embed, dropout, activation=nn.GELU(approximate=gelu),
+                                       batch_first=True, norm_first=True) for _ in range(layers))
+        self.norm = nn.LayerNorm(embed)
+        self.head = nn.Linear(embed, vocab)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(context), persistent=False)
+        self.is_causal = mask == "causal"
+
+    def forward(self, ids):
+        T = ids.shape[1]
+        x = self.embedding(ids) + self.positional[:T]                                # (N, T, E)
+        for block in self.blocks:
+            x = block(x, src_mask=self.mask[:T, :T], is_causal=self.is_causal)
+        return self.head(self.norm(x))                                               # (N, T, V)
+
+
+def kjv_windows(path, context, batch, steps, seed):
+    """``(V, X, Y)``: the vocabulary size of the text at ``path`` (its sorted characters) and ``steps``
+    batches of ``batch`` random windows of ``context + 1`` characters, X the first ``context`` ids,
+    Y the next ones: int64 (steps, batch, context) each. bench_chargpt.py draws the same ones."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    index = {c: i for i, c in enumerate(sorted(set(text)))}
+    ids = np.array([index[c] for c in text], dtype=np.int64)
+    starts = np.random.default_rng(seed).integers(0, len(ids) - context, size=(steps, batch))
+    windows = ids[starts[..., None] + np.arange(context + 1)]                  # (steps, batch, T + 1)
+    return len(index), windows[..., :-1], windows[..., 1:]
+
+
+def train_chargpt(a):
+    """Time ``a.warmup`` untimed, then ``a.steps`` timed training steps of ``CharGPT``; print two lines."""
+    V, X, Y = kjv_windows(a.text, a.context, a.batch_size, a.warmup + a.steps, a.seed)
+    X, Y = torch.from_numpy(X), torch.from_numpy(Y)
+    net = CharGPT(V, a.embed, a.heads, a.layers, a.context, a.dropout, a.gelu, a.mask)
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-4)
+    lossf = nn.CrossEntropyLoss()
+    times = []
+    for i in range(a.warmup + a.steps):
+        t = time.perf_counter()
+        opt.zero_grad()
+        loss = lossf(net(X[i]).reshape(-1, V), Y[i].reshape(-1))               # mean over N*T positions
+        loss.backward()
+        opt.step()
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t)
+    print("chargpt step_seconds " + json.dumps(times))
+    print(f"chargpt steps {a.steps} sec_per_step {statistics.median(times):.6f} loss {loss.item():.4f} "
+          f"params {sum(p.numel() for p in net.parameters())} threads {torch.get_num_threads()}", flush=True)
+
+
 def torch_info():
     """PyTorch's version, CPU kernels and threads, as a dict (what makes its times differ between CPUs)."""
     config = torch.__config__.show()
@@ -95,9 +175,19 @@ def main():
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batches", type=int, default=0)
     p.add_argument("--data", default=os.path.join(HERE, "..", "datasets", "mnist"))
+    chargpt = p.add_argument_group("chargpt")
+    for flag, default in (("--embed", 128), ("--heads", 4), ("--layers", 4), ("--context", 128),
+                          ("--batch-size", 32), ("--warmup", 5), ("--steps", 20), ("--seed", 0)):
+        chargpt.add_argument(flag, type=int, default=default)
+    chargpt.add_argument("--dropout", type=float, default=0.0)
+    chargpt.add_argument("--gelu", default="tanh", choices=("tanh", "none"))
+    chargpt.add_argument("--mask", default="causal", choices=("causal", "mask"))
+    chargpt.add_argument("--text", default=KJV)
     a = p.parse_args()
     print("torch_info " + json.dumps(torch_info()), flush=True)
     torch.manual_seed(0)
+    if a.model == "chargpt":
+        return train_chargpt(a)
     xtr, ytr, xte, yte = load(a.data)
     net, bs, opt_name, lr = model(a.model)
     if a.model in ("cnn",):
