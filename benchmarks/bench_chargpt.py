@@ -279,8 +279,9 @@ def main(argv=None):
     print(f"load average at start (1, 5, 15 min): {machine.loadavg()}")
     print(torch_note or "PyTorch: " + " ".join(os.path.relpath(c, REPO) if c == harness.TORCH_REF else c
                                                for c in torch_command(a, dict(config, seed=0))))
-    print(f"{a.reps} repetitions; each a fresh nnscratch process then a fresh PyTorch process, "
-          f"{a.warmup} untimed + {a.steps} timed steps each\n")
+    processes = "a fresh nnscratch process then a fresh PyTorch process" if a.torch_python else \
+        "a fresh nnscratch process"
+    print(f"{a.reps} repetitions; each {processes}, {a.warmup} untimed + {a.steps} timed steps each\n")
 
     results = {"nnscratch": [], "pytorch": []}
     for rep in range(a.reps):

@@ -246,8 +246,9 @@ def train_chargpt(args):
     from nnscratch.plotting import plot_attention_maps, plot_curves
     vocab, train_ids, held_out = chargpt.load_corpus()
     context = chargpt.CONTEXT
-    if args.limit:                                      # N windows' worth of text, and as much held-out text
-        train_ids, held_out = train_ids[:args.limit * context + 1], held_out[:args.limit * context + 1]
+    if args.limit:                                      # N windows' worth of text, an eighth as much held out
+        train_ids = train_ids[:args.limit * context + 1]
+        held_out = held_out[:max(4 * context, args.limit * context // 8) + 1]
     net = build_char_gpt(len(vocab), seed=args.seed)
     steps = max(1, round(args.epochs * (len(train_ids) - 1) / (args.batch_size * context)))
     budget = f"{args.minutes:g} minutes of training" if args.minutes else f"{steps} steps ({args.epochs} epochs)"
@@ -346,7 +347,7 @@ EXAMPLES = {
     "charlm": (train_charlm, "charlm", 8, 64, 2e-3, "a character LSTM(256) on the KJV Pentateuch, Adam + cosine "
                "(a batch is 64 streams of 100 characters)", "about 3 minutes"),
     "chargpt": (train_chargpt, "chargpt", 12, 32, 2e-3, "a character GPT (4 blocks of 128, 4 heads, 128 characters "
-                "of context) on the KJV Pentateuch, AdamW + warm-up + cosine", "about 10 minutes"),
+                "of context) on the KJV Pentateuch, AdamW + warm-up + cosine", "about 15 minutes"),
 }
 
 
