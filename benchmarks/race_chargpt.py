@@ -18,12 +18,10 @@ character against training seconds (``--plot``) and the numbers (``--csv``).
 Usage: python benchmarks/race_chargpt.py [--minutes 10] [--plot runs/race/race.png]
 """
 import argparse
-import math
 import os
 import sys
 import time
 
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from nnscratch import (SGD, Adam, Callback, CosineAnnealingLR, Network, UnsafePickleError, cross_entropy_cost,
+from nnscratch import (Adam, Callback, CosineAnnealingLR, Network, UnsafePickleError, cross_entropy_cost,
                        cross_entropy_cost_prime_SM, gen_clusters, get_mnist, load_digit_image, load_mnist,
                        quadratic_cost, quadratic_cost_prime)
 from model_zoo import build_char_gpt, build_char_lm, build_cnn, build_mlp800, build_sequence_classifier
