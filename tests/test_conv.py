@@ -786,3 +786,34 @@ def test_small_cnn_learns_blob_side():
     net.fit(X, y, epochs=5, batch_size=32, optimizer=Adam(lr=1e-2), verbose=0)
     after = net.evaluate(X_test, y_test)["accuracy"]
     assert before < 0.75 and after > 0.9, (before, after)
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (7, 9), (26, 26)])
+def test_maxpool_2x2_tournament_matches_naive_with_ties_on_even_and_odd_sizes(h, w):
+    """The 2 x 2, stride 2 fast path (a tournament of pairs, uninitialized dx when
+    the windows cover every pixel) against the naive loop, with many ties (ReLU-like
+    zeros and repeated integers), for standard and channels-last inputs."""
+    rng = np.random.default_rng(31)
+    x = np.maximum(rng.integers(-2, 3, (3, 4, h, w)), 0).astype(np.float64)
+    fast, naive = (built(MaxPool2D(2, impl=impl), (4, h, w)) for impl in ("fast", "naive"))
+    assert fast._pairs()
+    dy = randn((3,) + fast.output_shape, 32)
+    y_n, dx_n = naive.forward(x, True), naive.backward(dy)
+    for x_in in (x, channels_last(x)):
+        np.testing.assert_array_equal(fast.forward(x_in, True), y_n)
+        np.testing.assert_array_equal(fast.backward(dy), dx_n)
+
+
+@pytest.mark.parametrize("few_channels", [0, 4], ids=["channels_last_unfold", "channels_first_unfold"])
+@pytest.mark.parametrize("config", CONV_CONFIGS, ids=CONV_IDS)
+def test_conv_both_unfolds_pass_gradients_and_agree_with_naive(config, few_channels, monkeypatch):
+    """The fast path unfolds few-channel standard-layout inputs channel by channel and all
+    others channels-last; every configuration here has C <= 4, so each is run both ways
+    (FEW_CHANNELS = 0 forces the channels-last unfold) against finite differences and the naive loop."""
+    monkeypatch.setattr(Conv2D, "FEW_CHANNELS", few_channels)
+    fast, x, _, _ = make_conv(config, "fast")
+    assert fast._unfolds_channels_first(x) == (few_channels > 0)
+    assert_all_small(gradcheck.check_layer(fast, x), {"input", "W", "b"})
+    naive = twin(fast, config, "naive")
+    dy = randn((x.shape[0],) + fast.output_shape, 13)
+    _assert_same(_run(fast, x, dy), _run(naive, x, dy))

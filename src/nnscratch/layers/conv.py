@@ -138,6 +138,10 @@ class Conv2D(WeightInit, Layer):
     def parameters(self):
         return [self.W, self.b]
 
+    # Inputs with at most this many channels that are not channels-last in memory (a
+    # network's first layer on grey or RGB images) are unfolded channel by channel.
+    FEW_CHANNELS = 4
+
     def forward(self, x, training=False):
         self.check_input(x)
         if self.impl == "naive":
@@ -146,32 +150,99 @@ class Conv2D(WeightInit, Layer):
             return self._naive_forward(x_p)
         n = x.shape[0]
         f, (oh, ow) = self.filters, self.output_shape[1:]
-        # The fast path works channels-last: free when x came from a conv or pool layer
-        # (their outputs are channels-last in memory), one copy otherwise.
-        x_hwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))                  # (N, H, W, C)
-        if self.pads != ((0, 0), (0, 0)):
-            x_hwc = np.pad(x_hwc, ((0, 0),) + self.pads + ((0, 0),))          # (N, Hp, Wp, C)
-        cols = windows(x_hwc, self.kernel, self.stride).reshape(n * oh * ow, -1)  # (N*OH*OW, kh*kw*C)
-        w_mat = self.W.data.transpose(0, 2, 3, 1).reshape(f, -1)               # (F, kh*kw*C)
-        out = cols @ w_mat.T                                                    # (N*OH*OW, F)
-        out += self.b.data
-        self._cache = (cols, w_mat, x.shape)
+        w_aug = self._weights_with_bias(channels_first := self._unfolds_channels_first(x))  # (F, K+1)
+        cols = (self._unfold_channels_first if channels_first else self._unfold_channels_last)(x)
+        out = cols.T @ w_aug.T if channels_first else cols @ w_aug.T             # (N*OH*OW, F)
+        self._cache = (cols, w_aug, x.shape, channels_first)
         # (N, F, OH, OW) as a view of channels-last memory: element-wise layers
         # keep that layout, and the next conv or this backward need no copy.
         return out.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
 
+    def _unfolds_channels_first(self, x):
+        return x.shape[1] <= self.FEW_CHANNELS and not (x.strides[1] < x.strides[3])
+
+    def _weights_with_bias(self, channels_first):
+        """``[W | b]`` (F, K+1), W's K = C·kh·kw columns in the order of the unfolded columns.
+
+        *Bias folded into the product*: each receptive field gets one more entry,
+        a constant 1, whose weight is the bias, so ``y = [W | b] [x_field; 1]``
+        needs no separate ``y += b`` pass, and backward's ``db = Σ dy`` comes out of
+        the weight-gradient product as its last column (the same trick as the
+        recurrent layers' trick 2). On the CNN's first layer (64 x 32 x 26 x 26
+        outputs) the pass and the sum took 0.6 and 1.2 ms.
+        """
+        f = self.filters
+        w = self.W.data if channels_first else self.W.data.transpose(0, 2, 3, 1)   # (F, C, kh, kw) or (F, kh, kw, C)
+        return np.concatenate([w.reshape(f, -1), self.b.data[:, None]], axis=1)
+
+    def _unfold_channels_last(self, x):
+        """im2col: every receptive field as a row, (N·OH·OW, kh·kw·C + 1), ending in a 1.
+
+        Works channels-last: free when x came from a conv or pool layer (their
+        outputs are channels-last in memory), one copy otherwise; each row is then
+        copied in runs of C floats."""
+        n, (oh, ow) = x.shape[0], self.output_shape[1:]
+        x_hwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))                  # (N, H, W, C)
+        if self.pads != ((0, 0), (0, 0)):
+            x_hwc = np.pad(x_hwc, ((0, 0),) + self.pads + ((0, 0),))          # (N, Hp, Wp, C)
+        fields = windows(x_hwc, self.kernel, self.stride)                     # (N, OH, OW, kh, kw, C) view
+        k = fields[0, 0, 0].size
+        cols = self.buffer("cols", (n * oh * ow, k + 1), x.dtype)
+        np.copyto(cols[:, :k].reshape(fields.shape), fields)
+        cols[:, k] = 1                                                          # the bias's input
+        return cols
+
+    def _unfold_channels_first(self, x):
+        """im2col transposed, for few channels: (C·kh·kw + 1, N·OH·OW), row (c, u, v)
+        the pixel at offset (u, v) of channel c of every receptive field, and a row of 1s.
+
+        *Unfold by shifted slices*: row (c, u, v) is one strided slice
+        ``x_p[:, c, u::s, v::s]`` copied whole (runs of OW floats); unfolding a
+        1-channel image channels-last instead copies one float at a time
+        (CNN's first layer, 64 x 1 x 28 x 28: 0.18 ms against 1.3 ms).
+        """
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        n, c = x.shape[:2]
+        _, oh, ow = self.output_shape
+        x_p = pad_images(x, self.pads)
+        cols = self.buffer("cols_t", (c * kh * kw + 1, n * oh * ow), x.dtype)
+        fields = cols[:-1].reshape(c, kh, kw, n, oh, ow)
+        for u in range(kh):
+            for v in range(kw):
+                fields[:, u, v] = x_p[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw].transpose(1, 0, 2, 3)
+        cols[-1] = 1                                                            # the bias's input
+        return cols
+
     def backward(self, dy):
         if self.impl == "naive":
             return self._naive_backward(dy)
-        cols, w_mat, x_shape = self._cache
+        cols, w_aug, x_shape, channels_first = self._cache
         f, (kh, kw), c = self.filters, self.kernel, x_shape[1]
         dout = np.ascontiguousarray(dy.transpose(0, 2, 3, 1)).reshape(-1, f)  # (N*OH*OW, F)
-        dw_mat = dout.T @ cols                                                 # (F, kh*kw*C)
-        self.W.grad = np.ascontiguousarray(dw_mat.reshape(f, kh, kw, c).transpose(0, 3, 1, 2))  # (F, C, kh, kw)
-        self.b.grad = dout.sum(axis=0)                                         # (F,)
+        dw_aug = dout.T @ (cols.T if channels_first else cols)                  # (F, K+1): [dW | db]
+        if channels_first:
+            self.W.grad = np.ascontiguousarray(dw_aug[:, :-1]).reshape(f, c, kh, kw)
+        else:
+            self.W.grad = np.ascontiguousarray(dw_aug[:, :-1].reshape(f, kh, kw, c).transpose(0, 3, 1, 2))
+        self.b.grad = dw_aug[:, -1].copy()                                      # Σ_{n,i,j} dy
         if not self.needs_input_grad:
             return None
-        return self._col2im(dout, w_mat, x_shape)
+        if channels_first:
+            return self._fold_channels_first(dout, w_aug[:, :-1], x_shape)
+        return self._col2im(dout, w_aug[:, :-1], x_shape)
+
+    def _fold_channels_first(self, dout, w_mat, x_shape):
+        """dx for the channels-first unfold: ``dcols = W_matᵀ doutᵀ`` (C·kh·kw, N·OH·OW),
+        each row added back onto the strided slice it was copied from."""
+        (kh, kw), (sh, sw), (pt, pb), (pl, pr) = self.kernel, self.stride, *self.pads
+        n, c, h, w = x_shape
+        _, oh, ow = self.output_shape
+        dcols = (w_mat.T @ dout.T).reshape(c, kh, kw, n, oh, ow)
+        dx_p = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=dout.dtype)
+        for u in range(kh):
+            for v in range(kw):
+                dx_p[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw] += dcols[:, u, v].transpose(1, 0, 2, 3)
+        return dx_p[:, :, pt:pt + h, pl:pl + w]
 
     def _col2im(self, dout, w_mat, x_shape):
         """dx: scatter-add each receptive field's gradient ``dout · W`` back onto the input.

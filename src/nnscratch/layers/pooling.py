@@ -21,12 +21,17 @@ def _channels_last(a):
     return a.ndim == 4 and a.strides[1] < a.strides[3]
 
 
-def _zeros_like_layout(shape, dtype, channels_last):
+def _zeros_like_layout(shape, dtype, channels_last, allocate=np.zeros):
     """Zeros of (N, C, H, W) ``shape``, channels-last in memory when asked."""
     if not channels_last:
-        return np.zeros(shape, dtype=dtype)
+        return allocate(shape, dtype=dtype)
     n, c, h, w = shape
-    return np.zeros((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+    return allocate((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+
+
+def _empty_like_layout(shape, dtype, channels_last):
+    """Like ``_zeros_like_layout``, uninitialized."""
+    return _zeros_like_layout(shape, dtype, channels_last, allocate=np.empty)
 
 
 class _Pool2D(Layer):
@@ -86,6 +91,8 @@ class MaxPool2D(_Pool2D):
             self._cache = x
             return self._naive_forward(x)
         kh, kw = self.size
+        if self._pairs():
+            return self._forward_pairs(x)
         out = self._offset(x, 0, 0).copy(order="K")             # keeps the input's memory layout
         winner = np.zeros(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.int32)  # offset of each max
         for k in range(1, kh * kw):
@@ -98,6 +105,8 @@ class MaxPool2D(_Pool2D):
     def backward(self, dy):
         if self.impl == "naive":
             return self._naive_backward(dy)
+        if self._pairs():
+            return self._backward_pairs(dy)
         x_shape, winner, channels_last = self._cache
         kh, kw = self.size
         dx = _zeros_like_layout(x_shape, dy.dtype, channels_last)
@@ -108,6 +117,56 @@ class MaxPool2D(_Pool2D):
                 np.multiply(dy, winner == k, out=target)
             else:
                 target += dy * (winner == k)
+        return dx
+
+    # -- the 2 x 2 fast path: a tournament of pairs ---------------------------
+    def _pairs(self):
+        """True for 2 x 2 windows with stride 2, the common case, which has its own fast path."""
+        return self.size == (2, 2) and self.stride == (2, 2)
+
+    def _forward_pairs(self, x):
+        """Max of 2 x 2 windows as a tournament: the two pairs of each window, then their winners.
+
+        ``top = max(x00, x01)``, ``bottom = max(x10, x11)``, ``y = max(top, bottom)``,
+        with ``x_uv`` the element (u, v) of every window (a strided view). Three
+        booleans per window record who won, strictly, so that ties go to the
+        first element in window order (x00, x01, x10, x11) as in the general loop:
+        ``right_top = x01 > x00``, ``right_bottom = x11 > x10``, ``lower = bottom > top``.
+        Six whole-array operations and no ``putmask``: on the CNN's first pooling
+        (64 x 32 x 26 x 26) 1.4 ms instead of 6.9 ms for the general loop, the
+        same outputs bit for bit (benchmarks/README.md).
+        """
+        x00, x01, x10, x11 = (self._offset(x, u, v) for u, v in ((0, 0), (0, 1), (1, 0), (1, 1)))
+        top = np.maximum(x00, x01)                               # keeps the input's memory layout
+        bottom = np.maximum(x10, x11)
+        winners = (x01 > x00, x11 > x10, bottom > top)           # right_top, right_bottom, lower
+        np.maximum(top, bottom, out=top)
+        self._cache = (x.shape, winners, _channels_last(x))
+        return top
+
+    def _backward_pairs(self, dy):
+        """Each window's gradient to its winner, down the tournament:
+        ``d_lower = dy ⊙ lower``, ``d_upper = dy - d_lower``; then
+        ``dx01 = d_upper ⊙ right_top``, ``dx00 = d_upper - dx01`` (and the lower
+        pair likewise). Every element of a window is written once, so ``dx`` needs
+        zeros only for the row or column that no window covers (odd H or W).
+        1.6 ms instead of 3.0 ms on the CNN's first pooling."""
+        x_shape, (right_top, right_bottom, lower), channels_last = self._cache
+        n, c, h, w = x_shape
+        uncovered = h % 2 or w % 2
+        dx = (_zeros_like_layout if uncovered else _empty_like_layout)(x_shape, dy.dtype, channels_last)
+        if channels_last != _channels_last(dy):
+            # dy in the winners' layout first (after Flatten it comes in the standard one):
+            # element-wise passes over arrays of two layouts were 3-5x slower than this copy
+            dy_same_layout = _empty_like_layout(dy.shape, dy.dtype, channels_last)
+            np.copyto(dy_same_layout, dy)
+            dy = dy_same_layout
+        d_lower = dy * lower
+        d_upper = dy - d_lower
+        for (u, winner_right, d_pair) in ((0, right_top, d_upper), (1, right_bottom, d_lower)):
+            right, left = self._offset(dx, u, 1), self._offset(dx, u, 0)
+            np.multiply(d_pair, winner_right, out=right)
+            np.subtract(d_pair, right, out=left)
         return dx
 
     def _naive_forward(self, x):
