@@ -1,7 +1,7 @@
 """Fully connected (dense) layer: ``y = x Wᵀ + b``."""
 import numpy as np
 
-from .base import Layer, Parameter, size_of
+from .base import Layer, Parameter, column_sums, size_of
 
 #: Standard deviation of the initial weights for each scheme, from fan-in and fan-out.
 INIT_STD = {
@@ -99,7 +99,7 @@ class FullyConnected(WeightInit, Layer):
         rows = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])        # (M, D)
         drows = dy if dy.ndim == 2 else dy.reshape(-1, self.units)     # (M, U)
         self.W.grad = drows.T @ rows                       # (U, D)
-        self.b.grad = drows.sum(axis=0)                    # (U,)
+        self.b.grad = column_sums(drows)                   # (U,): Σ over rows
         if not self.needs_input_grad:
             return None
         return (drows @ self.W.data).reshape(x.shape)      # (N, ..., D)
