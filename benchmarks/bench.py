@@ -14,6 +14,14 @@ from ``os.wait4``. One run makes ``--reps`` repetitions, the rows
 interleaved in each, and reports medians. The header names the CPU, NumPy's
 BLAS kernel and PyTorch's CPU kernels, since the ratios differ between them.
 
+The limit: the parent measures the machine's float32 GEMM rate
+(``machine.gemm_rate``: a 1024^3 product, then each of the model's own
+product shapes) at the start and again at the end of the run, prints both
+and keeps the higher. Below the table, each row gets its floor, the matrix
+products of one epoch (``layer_times.step_products``: each product layer's
+forward, weight gradient and input gradient, checked against its
+``flops()``) at that rate, and its median epoch over the floor.
+
 Usage:
     python benchmarks/bench.py [--model mlp50|mlp800|cnn|lstm] [--reps R] [--epochs-per-rep 1]
                                [--batches N] [--naive-batches 3] [--also gru,rnn]
@@ -30,11 +38,12 @@ import os
 import statistics
 import sys
 import tempfile
+from collections import Counter
 
 if __package__ in (None, ""):  # run as a script: make the benchmarks package importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import REPO, harness, machine, report  # noqa: E402
+from benchmarks import REPO, harness, layer_times, machine, report  # noqa: E402
 from benchmarks.harness import plural, summary  # noqa: E402
 from benchmarks.models import ALSO_KINDS, MODELS, N_TRAIN  # noqa: E402
 import nnscratch  # noqa: E402
@@ -105,6 +114,13 @@ def choose_torch(a):
     return None
 
 
+def row_products(rows, model):
+    """``{variant: step_products}`` of the network each row trains (the PyTorch row, the naive CNN, the
+    seed's loop and a baseline row do the products of the model's own network, variant None)."""
+    variants = {r.job.get("variant") for r in rows}
+    return {v: layer_times.step_products(model.build(0, v), model.batch) for v in sorted(variants, key=str)}
+
+
 def main(argv=None):
     a = parse_args(argv)
     model = MODELS[a.model]
@@ -112,7 +128,14 @@ def main(argv=None):
     rows = harness.plan_rows(a, model)
     this_machine = machine.describe()
     checkouts = {"this": harness.git_state(REPO), "baseline": a.baseline and harness.git_state(a.baseline)}
-    report.print_header(a, model, rows, torch_note, this_machine, nnscratch.__version__, checkouts)
+    products = row_products(rows, model)
+    weights = Counter()
+    for p in products.values():
+        weights.update(p["flops"])
+    shapes = [shape for shape, _ in weights.most_common()]  # the largest share of a floor measured first
+    gemm_start = machine.gemm_rate(shapes)
+    report.print_header(a, model, rows, torch_note, this_machine, nnscratch.__version__, checkouts,
+                        gemm_start)
     load_start = machine.loadavg()
     loads = harness.time_loads()
     report.print_loads(loads, MNIST_DIR)
@@ -124,6 +147,9 @@ def main(argv=None):
             report.print_rep(rep, a.reps, harness.run_rep(rows, rep, a, torch_dir))
     load_end = machine.loadavg()
     print(f"load average at end (1, 5, 15 min): {load_end}")
+    gemm_end = machine.gemm_rate(shapes)
+    print(f"the machine's float32 GEMM rate at end: {machine.describe_gemm(gemm_end)}")
+    rates = machine.higher_rates(gemm_start, gemm_end)  # a busy machine only slows products down
     torch_row = next((r for r in rows if r.job["kind"] == "torch"), None)
     torch_info = torch_row.collect("torch_info")[-1] if torch_row else None
     if torch_row:
@@ -136,6 +162,10 @@ def main(argv=None):
     torch_median = statistics.median(torch_row.collect("sec_per_epoch")) if torch_row else None
     report.print_table(rows, torch_median)
     report.print_notes(a, model, rows, torch_row)
+    limits = {id(r): layer_times.floor(products[r.job.get("variant")], N_TRAIN / model.batch, rates,
+                                       statistics.median(r.collect("sec_per_epoch"))) for r in rows}
+    report.print_limits([(r.label, limits[id(r)]) for r in rows],
+                        {v or model.name: p for v, p in products.items()}, rates, machine.HIGHER_RATES)
     ours = summary(rows[0].collect("sec_per_epoch"))
     layers = rows[0].results[-1].get("layer_times")
     if layers:
@@ -158,7 +188,10 @@ def main(argv=None):
             "torch_threads": torch_row.collect("threads")[-1] if torch_row else None,
             "torch_note": torch_note, "torch_test_images": a.torch_test_images if torch_row else None,
             "load_mnist": loads,
+            "gemm": {"start": machine.gemm_json(gemm_start), "end": machine.gemm_json(gemm_end),
+                     "used": machine.HIGHER_RATES},
             "rows": [{"label": r.label, "sec_per_epoch": summary(r.collect("sec_per_epoch")),
+                      "floor": limits[id(r)],
                       **{key: r.collect(key) for key in ("measured", "test_acc", "peak_rss_mb",
                                                          "loaded_rss_mb", "training_peak_rss_mb",
                                                          "library")}}

@@ -26,6 +26,12 @@ process (``os.wait4``), the CPU, NumPy's BLAS kernel and PyTorch's threads.
 table of ``layer_times.time_layers``: each layer's forward and backward inside
 ``net.train_step``, and the optimizer step.
 
+The limit, as in bench.py: the machine's float32 GEMM rate (a 1024^3
+product, and each product shape of the step) is measured in this process
+at the start and at the end, and the higher sets the floor of a step, its
+matrix products (``layer_times.step_products`` at T = ``--context``) at
+that rate; the run prints each median step over it.
+
 Usage:
     python benchmarks/bench_chargpt.py [--reps 3] [--warmup 5] [--steps 20] [--layer-times]
         [--embed 128] [--heads 4] [--layers 4] [--context 128] [--batch 32] [--dropout 0]
@@ -49,12 +55,11 @@ if __package__ in (None, ""):  # run as a script: make the benchmarks package im
 
 import numpy as np  # noqa: E402
 
-from benchmarks import REPO, harness, machine, report  # noqa: E402  (first: it puts src/ on sys.path)
+from benchmarks import REPO, harness, layer_times, machine, report  # noqa: E402  (first: it sets sys.path)
 from benchmarks.bench import choose_torch  # noqa: E402
 from benchmarks.harness import RESULT_TAG, summary  # noqa: E402
 import nnscratch  # noqa: E402  (after benchmarks, which chose the src/ it comes from)
 from model_zoo import build_char_gpt  # noqa: E402
-from nnscratch.layers import FullyConnected, MultiHeadAttention  # noqa: E402
 from nnscratch.text import Vocabulary  # noqa: E402
 
 KJV = os.path.join(REPO, "datasets", "kjv", "pentateuch.txt")
@@ -152,35 +157,10 @@ def nnscratch_worker(config):
                   parameters=int(sum(p.data.size for p in net.parameters())),
                   training_peak_rss_mb=harness.memory_status("VmHWM"))
     if config["layer_times"]:
-        from benchmarks.layer_times import time_layers
-        table = time_layers(net, optimizer, X, Y, B)
-        # the FLOPs column: the matrix products of the step at this T (the layers' own flops() count one
-        # position when the network's sequence length is free, (None,))
-        table["rows"] = [(label, f, b, product_flops(layer, B, config["context"]))
-                         for (label, f, b, _), (_, layer) in zip(table["rows"], net.named_layers())] + \
-            table["rows"][-1:]
-        result["layer_times"] = table
+        # positions: the FLOPs column counts the step's products at this T (the layers' own flops()
+        # count one position when the network's sequence length is free, (None,))
+        result["layer_times"] = layer_times.time_layers(net, optimizer, X, Y, B, positions=config["context"])
     return result
-
-
-def product_flops(layer, batch, T):
-    """FLOPs of a layer's matrix products in one training step, forward and backward, on batch x T positions.
-
-    FullyConnected (D -> U): ``2 M D U`` forward (M = batch x T), the same again for dW and for dx.
-    MultiHeadAttention (E): the projections ``2 M E (3E) + 2 M E E`` and the two (T, T) products
-    ``2 x 2 batch T T E`` (all T x T entries, as computed, the masked ones included) forward; backward
-    twice that (dW and dx of each projection, dV, dP, dQ, dK). Other layers: 0 (no products).
-    """
-    M = batch * T
-    if isinstance(layer, FullyConnected):
-        U, D = layer.W.data.shape
-        forward = 2 * M * D * U
-    elif isinstance(layer, MultiHeadAttention):
-        E = layer.W_out.data.shape[0]
-        forward = 2 * M * E * 3 * E + 2 * M * E * E + 2 * 2 * batch * T * T * E
-    else:
-        return 0
-    return forward * (3 if layer.needs_input_grad else 2)
 
 
 # -- the parent: one process per implementation and repetition -----------------------------
@@ -261,6 +241,13 @@ def print_layer_times(layer_times, step_seconds):
           "every T x T entry, masked or not) over its forward + backward time")
 
 
+def step_products(a):
+    """``layer_times.step_products`` of the network the workers train, built here for the floor."""
+    vocabulary_size = kjv_windows(a.context, a.batch, 0, 0)[0]
+    net = build_char_gpt(vocabulary_size, a.embed, a.heads, a.layers, a.context, a.dropout, gelu=a.gelu)
+    return layer_times.step_products(net, a.batch, a.context)
+
+
 def main(argv=None):
     a = parse_args(argv)
     config = {k: getattr(a, k) for k in CONFIG_KEYS}
@@ -269,6 +256,8 @@ def main(argv=None):
         return 0
     torch_note = choose_torch(a)
     this = machine.describe()
+    products = step_products(a)
+    gemm_start = machine.gemm_rate(products["flops"])
     print(f"nnscratch char-GPT training step: E={a.embed}, H={a.heads}, L={a.layers}, T={a.context}, "
           f"batch {a.batch}, dropout {a.dropout}, GELU {a.gelu}; cross-entropy over all positions, AdamW")
     print(f"CPU: {this['cpu']}, {this['cpus']} CPUs visible")
@@ -276,6 +265,7 @@ def main(argv=None):
           f"({harness.git_state(REPO) or 'not a git checkout'})")
     pinned = ", ".join(f"{k}={v}" for k, v in this["thread_variables"].items()) or "threads not pinned"
     print(f"NumPy BLAS (threadpoolctl; {pinned}): {machine.describe_blas(this['blas'])}")
+    print(f"the machine's float32 GEMM rate at start: {machine.describe_gemm(gemm_start)}")
     print(f"load average at start (1, 5, 15 min): {machine.loadavg()}")
     print(torch_note or "PyTorch: " + " ".join(os.path.relpath(c, REPO) if c == harness.TORCH_REF else c
                                                for c in torch_command(a, dict(config, seed=0))))
@@ -300,6 +290,9 @@ def main(argv=None):
         ratio = f", ratio {ours_now['sec_per_step'] / theirs_now['sec_per_step']:.2f}" if theirs_now else ""
         print(f"rep {rep + 1}/{a.reps}: " + "; ".join(parts) + ratio, flush=True)
     print(f"load average at end (1, 5, 15 min): {machine.loadavg()}")
+    gemm_end = machine.gemm_rate(products["flops"])
+    print(f"the machine's float32 GEMM rate at end: {machine.describe_gemm(gemm_end)}")
+    rates = machine.higher_rates(gemm_start, gemm_end)  # a busy machine only slows products down
 
     ours = summary([r["sec_per_step"] for r in results["nnscratch"]])
     theirs = summary([r["sec_per_step"] for r in results["pytorch"]])
@@ -321,6 +314,9 @@ def main(argv=None):
         ratio = ours["median"] / theirs["median"]
         ok = ratio <= TARGET_RATIO
     print()
+    limits = {name: layer_times.floor(products, 1, rates, s["median"])
+              for name, s in (("nnscratch", ours), ("PyTorch", theirs)) if s}
+    report.print_limits(list(limits.items()), {"char-GPT": products}, rates, machine.HIGHER_RATES, "step")
     if mine.get("layer_times"):
         print_layer_times(mine["layer_times"], mine["sec_per_step"])
         print()
@@ -338,6 +334,9 @@ def main(argv=None):
                                    "torch_mask": a.torch_mask, "results": results,
                                    "nnscratch_sec_per_step": ours, "torch_sec_per_step": theirs,
                                    "ratio_to_torch": ratio, "ratio_of_fastest": fastest or None,
+                                   "gemm": {"start": machine.gemm_json(gemm_start),
+                                            "end": machine.gemm_json(gemm_end), "used": machine.HIGHER_RATES},
+                                   "floor_per_step": limits,
                                    "target_ratio": TARGET_RATIO, "pass": ok})
     return 0
 

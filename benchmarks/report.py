@@ -1,8 +1,11 @@
-"""What a benchmark run prints: the header, one line per repetition, the table, the verdict, the JSON.
+"""What a benchmark run prints: the header, one line per repetition, the table, the limit, the verdict,
+the JSON.
 
 Every number printed is a median over the repetitions of one run, with the
 machine it ran on named in the header (``machine.describe()``): ratios to
-PyTorch differ between CPU kinds and BLAS kernels.
+PyTorch differ between CPU kinds and BLAS kernels. The limit puts each row
+beside its floor, its matrix products at the machine's float32 GEMM rate
+(``layer_times.floor``), which no implementation on this CPU can beat.
 """
 import json
 import os
@@ -10,7 +13,7 @@ import statistics
 
 from benchmarks import REPO
 from benchmarks.harness import TORCH_REF, plural, summary
-from benchmarks.machine import describe_blas, loadavg
+from benchmarks.machine import describe_blas, describe_gemm, loadavg
 from benchmarks.models import N_TRAIN
 
 
@@ -26,10 +29,12 @@ def print_rows(header, lines):
     print("\n".join([out(header), rule] + [out(r) for r in lines] + [rule]))
 
 
-def print_header(options, model, rows, torch_note, machine, nnscratch_version, checkouts):
-    """What runs, on what: the model, the CPU, NumPy and its BLAS, the load, PyTorch's command, the plan.
+def print_header(options, model, rows, torch_note, machine, nnscratch_version, checkouts, gemm):
+    """What runs, on what: the model, the CPU, NumPy and its BLAS, its GEMM rate, the load, PyTorch's
+    command, the plan.
 
-    ``checkouts``: ``{"this": git state, "baseline": git state or None}`` (``harness.git_state``).
+    ``checkouts``: ``{"this": git state, "baseline": git state or None}`` (``harness.git_state``);
+    ``gemm``: ``machine.gemm_rate``'s measurement at the start.
     """
     print(f"nnscratch {model.name} benchmark: {model.description}, 60,000 MNIST images")
     print(f"CPU: {machine['cpu']}, {machine['cpus']} CPUs visible, {machine['machine']}")
@@ -37,6 +42,7 @@ def print_header(options, model, rows, torch_note, machine, nnscratch_version, c
           f"({checkouts['this'] or 'not a git checkout'})")
     pinned = ", ".join(f"{k}={v}" for k, v in machine["thread_variables"].items()) or "threads not pinned"
     print(f"NumPy BLAS (threadpoolctl; {pinned}): {describe_blas(machine['blas'])}")
+    print(f"the machine's float32 GEMM rate at start: {describe_gemm(gemm)}")
     if options.baseline:
         print(f"baseline: the nnscratch of {os.path.join(options.baseline, 'src')} "
               f"({checkouts['baseline'] or 'not a git checkout'}), run by this checkout's benchmark "
@@ -128,6 +134,54 @@ def print_notes(options, model, rows, torch_row):
         notes.append("/ baseline: the row's median over its baseline twin's, from the same run "
                      "(above 1: this checkout is slower)")
     print("\n".join(f"({n})" for n in notes) + "\n")
+
+
+def describe_products(products):
+    """Which leaf layers a floor counts (``layer_times.step_products``), as one line."""
+    kinds = lambda counts: ", ".join(k if n == 1 else f"{k} x{n}" for k, n in counts.items()) or "none"
+    return (f"matrix products counted: {kinds(products['counted'])} (forward, weight gradient, input "
+            f"gradient but the first layer's); no products, not counted: {kinds(products['skipped'])}")
+
+
+def floor_line(limit, unit="epoch"):
+    """``"floor X s/epoch (Y GFLOP per epoch at Z GFLOP/s), epoch / floor = R"``, then the same at the
+    network's own shapes; ``limit`` is ``layer_times.floor``'s, for an epoch or (``unit="step"``,
+    in ms) a step."""
+    if not limit["seconds"]:
+        return "no matrix products, no floor"
+    scale, per = (1e3, "ms/step") if unit == "step" else (1, "s/epoch")
+    own = ("not measured (out of time)" if limit["own_shapes_seconds"] is None else
+           f"({limit['own_shapes_rate']:.1f} GFLOP/s) floor {scale * limit['own_shapes_seconds']:.3f} {per}, "
+           f"{unit} / floor = {limit['over_own_shapes_floor']:.2f}")
+    return (f"floor {scale * limit['seconds']:.3f} {per} ({limit['gflop']:.1f} GFLOP per {unit} at "
+            f"{limit['rate']:.1f} GFLOP/s), {unit} / floor = {limit['over_floor']:.2f}; "
+            f"at its own shapes {own}")
+
+
+FLOOR_NOTE = ("(floor: the FLOPs at the 1024^3 product's rate, a bound no implementation on this CPU "
+              "beats; at its own shapes: each product, forward and backward, at the rate measured for its "
+              "shape alone as np.matmul of row-major arrays, which BLAS runs slower when small or skinny")
+ATTENTION_NOTE = "; attention counts every T x T entry, masked or not"
+
+
+def print_limits(limits, products, rates, which, unit="epoch"):
+    """The limit: for each row, its floor and its median epoch (or step) over it.
+
+    ``limits``: ``[(row label, layer_times.floor's dict), ...]``; ``products``: ``{name:
+    step_products}`` of each distinct network the rows train; ``rates``: the GEMM rates the
+    floors use, ``which`` says how they were chosen.
+    """
+    print(f"The limit: each row's matrix products per {unit} at the machine's float32 GEMM rate, "
+          f"{rates['square']:.1f} GFLOP/s ({which}):")
+    described = {}
+    for name, counted in products.items():
+        described.setdefault(describe_products(counted), []).append(name)
+    for text, names in described.items():
+        print("  " + (f"{', '.join(names)}: " if len(described) > 1 else "") + text)
+    for label, limit in limits:
+        print(f"  {label}: {floor_line(limit, unit)}")
+    attention = any("MultiHeadAttention" in p["counted"] for p in products.values())
+    print(FLOOR_NOTE + (ATTENTION_NOTE if attention else "") + ")\n")
 
 
 def print_layer_times(layer_times, batch, epoch_seconds):

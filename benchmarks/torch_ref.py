@@ -6,13 +6,19 @@ library or its tests (nothing in the project imports this file):
     python3 -m venv ~/torchref && ~/torchref/bin/pip install torch numpy
 
 Usage: ~/torchref/bin/python benchmarks/torch_ref.py MODEL [--epochs E] [--data DIR] [--batches N]
+                                                     [--warmup-batches W]
 MODEL: mlp50 | mlp800 | cnn | lstm (the networks of benchmarks/models.py, built the PyTorch way)
+       | mlp [--hidden H] [--batch-size B] (784-H-10 ReLU, SGD lr 0.1; scaling.py's sweeps)
 
 Prints first one line ``torch_info {json}``: the PyTorch version, its CPU
 kernels (capability, MKL, oneDNN / MKL-DNN, OpenMP) and thread counts; then
 per epoch ``MODEL epoch E sec_per_epoch S test_acc A threads T``: seconds
 of the training loop (extrapolated from --batches when given) and the
 accuracy on the test set of ``--data``. ``bench.py`` runs it and reads both.
+``--warmup-batches W`` trains W batches, untimed, before the first epoch's
+clock starts (default 0, as bench.py has always run it). ``mlp``'s line has
+four decimals (its epochs are fractions of a second) and ends with
+``hidden H batch_size B batches N`` (N the batches timed).
 
 MODEL chargpt: ``model_zoo.build_char_gpt``'s character-level GPT (``CharGPT``
 below) on random windows of the KJV text, timed step by step; ``bench_chargpt.py``
@@ -58,8 +64,12 @@ def load(data):
     return xtr, ytr, xte, yte
 
 
-def model(name):
-    """``(network, batch size, optimizer name, learning rate)`` for the benchmark model ``name``."""
+def model(name, hidden=100, batch_size=32):
+    """``(network, batch size, optimizer name, learning rate)`` for the benchmark model ``name``;
+    ``hidden`` and ``batch_size`` are the sizes of ``mlp`` (the others have theirs fixed)."""
+    if name == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10)), \
+            batch_size, "sgd", 0.1
     if name == "mlp50":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 10)), 32, "sgd", 0.1
     if name == "mlp800":
@@ -175,6 +185,8 @@ def main():
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batches", type=int, default=0)
     p.add_argument("--data", default=os.path.join(HERE, "..", "datasets", "mnist"))
+    p.add_argument("--warmup-batches", type=int, default=0)
+    p.add_argument("--hidden", type=int, default=100)  # mlp's width; its batch is --batch-size (below)
     chargpt = p.add_argument_group("chargpt")
     for flag, default in (("--embed", 128), ("--heads", 4), ("--layers", 4), ("--context", 128),
                           ("--batch-size", 32), ("--warmup", 5), ("--steps", 20), ("--seed", 0)):
@@ -189,7 +201,7 @@ def main():
     if a.model == "chargpt":
         return train_chargpt(a)
     xtr, ytr, xte, yte = load(a.data)
-    net, bs, opt_name, lr = model(a.model)
+    net, bs, opt_name, lr = model(a.model, a.hidden, a.batch_size)
     if a.model in ("cnn",):
         xtr, xte = xtr[:, None], xte[:, None]
     xtr, ytr, xte, yte = map(torch.from_numpy, (xtr, ytr, xte, yte))
@@ -197,22 +209,34 @@ def main():
     lossf = nn.CrossEntropyLoss()
     n = len(xtr)
     nb = n // bs
+
+    def train_step(idx):
+        opt.zero_grad()
+        loss = lossf(net(xtr[idx]), ytr[idx])
+        loss.backward()
+        opt.step()
+
+    if a.warmup_batches:  # untimed, on the same network: first-call costs and allocations out of the clock
+        net.train()
+        warm = torch.randperm(n)
+        for i in range(a.warmup_batches):
+            train_step(warm[i * bs:(i + 1) * bs])
     for ep in range(a.epochs):
         net.train()
         perm = torch.randperm(n)
         t = time.perf_counter()
         steps = a.batches or nb
         for i in range(steps):
-            idx = perm[i * bs:(i + 1) * bs]
-            opt.zero_grad()
-            loss = lossf(net(xtr[idx]), ytr[idx])
-            loss.backward()
-            opt.step()
+            train_step(perm[i * bs:(i + 1) * bs])
         el = time.perf_counter() - t
         per_epoch = el * nb / steps
         net.eval()
         with torch.no_grad():
             acc = (net(xte).argmax(1) == yte).float().mean().item()
+        if a.model == "mlp":  # sub-second epochs: two decimals would round away the differences
+            print(f"mlp epoch {ep} sec_per_epoch {per_epoch:.4f} test_acc {acc:.4f} threads "
+                  f"{torch.get_num_threads()} hidden {a.hidden} batch_size {bs} batches {steps}", flush=True)
+            continue
         print(f"{a.model} epoch {ep} sec_per_epoch {per_epoch:.2f} test_acc {acc:.4f} threads {torch.get_num_threads()}")
 
 

@@ -297,12 +297,17 @@ class Recurrent(Layer):
         self.b_hh.grad, self.W_hh.grad = grad_hh[:, 0].copy(), np.ascontiguousarray(grad_hh[:, 1:])
         if not self.needs_input_grad:   # Trick 4: the first layer's dx is read by nobody
             return None, d_state0
-        # dx_t = da_t W_ih for all steps in one batched product (the naive twin: one per step)
-        return np.matmul(self.W_ih.data.T, d_projected).transpose(2, 0, 1), d_state0   # (N, T, D)
+        # dx_t = da_t W_ih for all steps in one product over the side-by-side columns (the naive
+        # twin: one per step)
+        dx_columns = self.W_ih.data.T @ dz                                   # (D, T*N)
+        return dx_columns.reshape(d, steps, n).transpose(2, 1, 0), d_state0  # (N, T, D)
 
     def _side_by_side(self, name, per_step):
-        """(T, K, N) -> (K, T*N): the columns of all steps next to each other."""
+        """(T, K, N) -> (K, T*N): the columns of all steps next to each other (a copy, unless
+        ``per_step`` is a view of memory laid out that way, as the LSTM's ∂C/∂a is)."""
         steps, k, n = per_step.shape
+        if per_step.transpose(1, 0, 2).flags.c_contiguous:
+            return per_step.transpose(1, 0, 2).reshape(k, steps * n)
         columns = self.buffer(name, (k, steps, n), per_step.dtype)
         columns[...] = per_step.transpose(1, 0, 2)
         return columns.reshape(k, steps * n)
