@@ -68,10 +68,17 @@ def column_sums(rows):
     """``Σ_i rows[i, :]`` of a 2-D array, as the product ``1ᵀ rows`` (a bias's gradient).
 
     *Column sums by BLAS*: on (4096, 512) float32 rows (a transformer block's
-    feed-forward) the product takes 0.12 ms against 0.37 ms for
-    ``rows.sum(axis=0)``, which NumPy runs as one pass per row.
+    feed-forward) the product takes 0.17 ms against 0.30 ms for
+    ``rows.sum(axis=0)``, which NumPy runs as one pass per row; (128, 800):
+    8.4 against 12.8 µs. Below ``SMALL_SUM`` elements the call costs more than
+    the sum ((32, 50): 2.4 against 2.3 µs), and NumPy sums.
     """
+    if rows.size < SMALL_SUM:
+        return rows.sum(axis=0)
     return np.ones(len(rows), dtype=rows.dtype) @ rows
+
+
+SMALL_SUM = 16384
 
 
 def numbered_name(layer, counts, parent=""):
