@@ -232,3 +232,20 @@ def test_gradcheck_same_values_c_ordered_pass():
     layer.W.data = np.ascontiguousarray(layer.W.data)
     x = np.ascontiguousarray(np.asfortranarray(randn((3, 7), 19)))
     assert_all_small(gradcheck.check_layer(layer, x), {"input", "W", "b"})
+
+
+@pytest.mark.parametrize("rows, cols", [(3, 5), (40, 409), (1, 20000), (4096, 7)])
+def test_column_sums_by_blas_and_by_numpy_agree(rows, cols):
+    """Both branches of layers.base.column_sums (NumPy's sum below SMALL_SUM elements,
+    the product 1ᵀ rows above) give the column sums, and a dense layer's bias gradient
+    on a large batch is Σ_n dy."""
+    from nnscratch.layers.base import SMALL_SUM, column_sums
+    a = np.random.default_rng(rows).standard_normal((rows, cols))
+    np.testing.assert_allclose(column_sums(a), a.sum(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(column_sums(a[:, ::2]), a[:, ::2].sum(axis=0), rtol=1e-12, atol=1e-12)
+    assert (a.size >= SMALL_SUM) == (rows * cols >= 16384)
+    layer = built(FullyConnected(200), (30,))
+    layer.forward(np.random.default_rng(1).standard_normal((100, 30)), training=True)
+    dy = np.random.default_rng(2).standard_normal((100, 200))                # 20,000 values: the product
+    layer.backward(dy)
+    np.testing.assert_allclose(layer.b.grad, dy.sum(axis=0), rtol=1e-12, atol=1e-12)

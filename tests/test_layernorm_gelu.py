@@ -123,3 +123,24 @@ def test_the_builders_add_a_layernorm_and_a_gelu_that_check_their_gradients():
     X, y = randn((2, 3, 4), 10), randn((2, 3, 5), 11)
     assert_rows_small(net.check_gradients(X, y, verbose=False))
     assert_rows_small(net.check_gradients(X, y, verbose=False, method="autodiff"))
+
+
+def test_layernorm_backward_on_many_positions_matches_the_textbook_formula():
+    """With 3 x 100 positions of 64 features (19,200 values) the column sums of the
+    backward run as BLAS products (layers.base.column_sums); the gradients must equal
+    the three-term formula written here with NumPy's own sums, in float64."""
+    layer = built(LayerNorm(), (100, 64))
+    layer.gamma.data[...] = randn(64, 5)
+    x, dy = 2.0 * randn((3, 100, 64), 6) + 1.0, randn((3, 100, 64), 7)
+    assert x.size >= 16384
+    layer.forward(x, training=True)
+    dx = layer.backward(dy)
+    mean = x.mean(axis=-1, keepdims=True)
+    inv_std = 1.0 / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-5)
+    x_hat = (x - mean) * inv_std
+    d_x_hat = dy * layer.gamma.data
+    want = inv_std * (d_x_hat - d_x_hat.mean(axis=-1, keepdims=True)
+                      - x_hat * (d_x_hat * x_hat).mean(axis=-1, keepdims=True))
+    np.testing.assert_allclose(dx, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.gamma.grad, (dy * x_hat).reshape(-1, 64).sum(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(layer.beta.grad, dy.reshape(-1, 64).sum(axis=0), rtol=1e-10)
