@@ -30,6 +30,7 @@ from .callbacks import Callback, check_hooks
 from .layers import BatchNorm
 from .layers.base import shape_matches, shape_str
 from .optimizers import SGD, get_optimizer
+from .threads import choose_train_step
 
 
 class TrainingDiverged(FloatingPointError):
@@ -282,7 +283,7 @@ def _check_batchnorm_batches(net, n, batch_size):
 
 
 def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None, callbacks=(),
-        shuffle=True, verbose=1, *, _epoch_label=None):
+        shuffle=True, verbose=1, threads="auto", *, _epoch_label=None):
     """Train ``net`` on ``(X, y)`` with mini-batches; returns a ``History``.
 
     Parameters
@@ -297,6 +298,13 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     verbose : 0 silent, 1 a progress bar and one line per epoch, 2 the bar only.
         The bar is drawn only when stderr is a terminal: redirected to a log
         file, verbose=1 gives one line per epoch and no ``\\r`` frames.
+    threads : "auto", 1 or 2
+        Run each batch's step as two halves in two threads (``threads.py``:
+        the same gradients up to float rounding, both cores busy through
+        NumPy's one-core elementwise passes). "auto" does when the machine
+        has 2 CPUs, a batch's forward is at least a GFLOP and the network has
+        no dropout, batch norm or stateful recurrent layer; 1 never; 2 always
+        (a ValueError for a network that does not qualify).
     _epoch_label : function epoch -> str, private
         How the bar and the epoch line name an epoch (1-based), by default
         ``"Epoch 3/20"``; the seed's interface counts from 0 (``"Epoch 2"``).
@@ -336,6 +344,8 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     check_hooks(callbacks)
     optimizer = SGD(lr=0.01) if optimizer is None else get_optimizer(optimizer)
     _check_batchnorm_batches(net, len(X), batch_size)
+    free_length = len(net.input_shape) >= 1 and net.input_shape[0] is None and X.ndim > 1
+    train_step = choose_train_step(net, threads, batch_size, positions=X.shape[1] if free_length else 1)
     run = TrainingRun(net, optimizer, callbacks, epochs, math.ceil(len(X) / batch_size),
                       has_validation=validation is not None)
     net.history = run.history  # the last fit's history, kept on the network for convenience
@@ -346,7 +356,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
             run.notify("on_epoch_begin")
             order = net.rng.permutation(len(X)) if shuffle else np.arange(len(X))
             _train_epoch(run, X, targets, labels, order, batch_size,
-                         _progress(run.batches, label(epoch), verbose), interrupt)
+                         _progress(run.batches, label(epoch), verbose), interrupt, train_step)
             if validation is not None:
                 scores = net._scores(*validation)
                 run.history["val_loss"].append(scores["loss"])
@@ -363,9 +373,10 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     return run.history
 
 
-def _train_epoch(run, X, targets, labels, order, batch_size, bar, interrupt):
-    """One epoch of ``run``: for each mini-batch of ``order``, ``net.train_step``, then the
-    optimizer's step; appends the epoch's loss, accuracy, time and lr to the history.
+def _train_epoch(run, X, targets, labels, order, batch_size, bar, interrupt, train_step):
+    """One epoch of ``run``: for each mini-batch of ``order``, ``train_step`` (``net.train_step``,
+    or its split over two threads), then the optimizer's step; appends the epoch's loss,
+    accuracy, time and lr to the history.
 
     Stops early, after a batch, when Ctrl-C was pressed (``interrupt.requested``).
     """
@@ -376,7 +387,7 @@ def _train_epoch(run, X, targets, labels, order, batch_size, bar, interrupt):
     for b in range(run.batches):
         idx = order[b * batch_size:(b + 1) * batch_size]
         run.batch = b + 1
-        loss, out = net.train_step(X[idx], targets[idx], return_output=True)
+        loss, out = train_step(X[idx], targets[idx], return_output=True)
         if not math.isfinite(loss):
             if bar is not None:
                 bar.close()
