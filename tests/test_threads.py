@@ -107,19 +107,44 @@ def test_networks_that_halves_would_change_are_refused_with_the_reason():
     lstm.add_lstm_layer(4, stateful=True)
     assert "carries its state" in split.split_refusal(lstm)
     with pytest.raises(ValueError, match="cannot be split over threads: .*draws random numbers"):
-        split.choose_train_step(small_gpt(dropout=0.1), 2, 8)
+        split.splitter_for(small_gpt(dropout=0.1), 2, 8)
     with pytest.raises(ValueError, match="threads must be"):
-        split.choose_train_step(small_gpt(), 3, 8)
+        split.splitter_for(small_gpt(), 3, 8)
 
 
 def test_auto_splits_only_large_steps_of_networks_that_qualify(monkeypatch):
     net = small_gpt()
     monkeypatch.setattr(split.os, "cpu_count", lambda: 2)
-    assert split.choose_train_step(net, "auto", 8, positions=7) == net.train_step      # far below a GFLOP
-    assert split.choose_train_step(net, 1, 8) == net.train_step
+    assert split.splitter_for(net, "auto", 8, positions=7) is None              # far below a GFLOP
+    assert split.splitter_for(net, 1, 8) is None
     monkeypatch.setattr(split, "MIN_FLOPS", 1)
-    assert split.choose_train_step(net, "auto", 8, positions=7) != net.train_step
-    with_dropout = small_gpt(dropout=0.1)
-    assert split.choose_train_step(with_dropout, "auto", 8, positions=7) == with_dropout.train_step
+    splitter = split.splitter_for(net, "auto", 8, positions=7)
+    assert isinstance(splitter, split.SplitSteps)
+    splitter.close()
+    assert split.splitter_for(small_gpt(dropout=0.1), "auto", 8, positions=7) is None
     monkeypatch.setattr(split.os, "cpu_count", lambda: 1)
-    assert split.choose_train_step(net, "auto", 8, positions=7) == net.train_step
+    assert split.splitter_for(net, "auto", 8, positions=7) is None
+
+
+def test_fit_ends_its_worker_thread_and_drops_the_replicas(monkeypatch):
+    """Each fit makes its own replicas; they must not outlive it (a leak of one copy of every
+    per-batch array per fit call, and a thread)."""
+    import threading
+    made = []
+    original = split.SplitSteps.__init__
+
+    def recording(self, net):
+        original(self, net)
+        made.append(self)
+
+    monkeypatch.setattr(split.SplitSteps, "__init__", recording)
+    X, Y = token_batch(16)
+    before = threading.active_count()
+    for _ in range(3):
+        small_gpt().fit(X, Y, epochs=1, batch_size=8, optimizer=AdamW(lr=1e-2), verbose=0, threads=2)
+    assert len(made) == 3 and all(s.replicas == [] for s in made)
+    for _ in range(100):
+        if threading.active_count() <= before:
+            break
+        threading.Event().wait(0.01)
+    assert threading.active_count() <= before

@@ -107,11 +107,18 @@ class SplitSteps:
         while True:
             self._work.wait()
             self._work.clear()
+            if self._job is None:           # close()
+                return
             try:
                 self._job()
             except BaseException as error:  # handed to the calling thread, which raises it
                 self._error = error
             self._done.set()
+
+    def close(self):
+        """End the worker thread and let the replicas (and their per-batch arrays) go."""
+        self._job, self.replicas = None, []
+        self._work.set()
 
     def train_step(self, X, targets, *, return_output=False):
         """``Network.train_step`` on the whole batch, computed as two halves in parallel;
@@ -156,8 +163,8 @@ class _nothing:
         return False
 
 
-def choose_train_step(net, threads, batch_size, positions=1):
-    """The function ``fit`` calls for each batch: ``net.train_step``, or a ``SplitSteps``'s.
+def splitter_for(net, threads, batch_size, positions=1):
+    """A ``SplitSteps`` for ``fit`` to call each batch (and ``close`` after), or None for ``net.train_step``.
 
     ``threads``: 1 never splits; 2 splits (a ValueError when the network does not qualify);
     "auto" splits when there are at least 2 CPUs, the network qualifies, NumPy's BLAS can be
@@ -168,11 +175,11 @@ def choose_train_step(net, threads, batch_size, positions=1):
     if threads not in ("auto", 1, 2):
         raise ValueError(f"threads must be 'auto', 1 or 2, got {threads!r}")
     if threads == 1 or batch_size < 2:
-        return net.train_step
+        return None
     if threads == 2:
-        return SplitSteps(net).train_step
+        return SplitSteps(net)
     flops = sum(layer.flops() for layer in net.layers) * batch_size * positions
     if ((os.cpu_count() or 1) < 2 or split_refusal(net) or flops < MIN_FLOPS
             or _blas_controller() is None):
-        return net.train_step
-    return SplitSteps(net).train_step
+        return None
+    return SplitSteps(net)

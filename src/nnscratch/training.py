@@ -30,7 +30,7 @@ from .callbacks import Callback, check_hooks
 from .layers import BatchNorm
 from .layers.base import shape_matches, shape_str
 from .optimizers import SGD, get_optimizer
-from .threads import choose_train_step
+from .threads import splitter_for
 
 
 class TrainingDiverged(FloatingPointError):
@@ -345,7 +345,18 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     optimizer = SGD(lr=0.01) if optimizer is None else get_optimizer(optimizer)
     _check_batchnorm_batches(net, len(X), batch_size)
     free_length = len(net.input_shape) >= 1 and net.input_shape[0] is None and X.ndim > 1
-    train_step = choose_train_step(net, threads, batch_size, positions=X.shape[1] if free_length else 1)
+    splitter = splitter_for(net, threads, batch_size, positions=X.shape[1] if free_length else 1)
+    try:
+        return _fit_epochs(net, X, targets, labels, validation, callbacks, optimizer, epochs, batch_size,
+                           shuffle, verbose, label, splitter.train_step if splitter else net.train_step)
+    finally:
+        if splitter:
+            splitter.close()
+
+
+def _fit_epochs(net, X, targets, labels, validation, callbacks, optimizer, epochs, batch_size, shuffle,
+                verbose, label, train_step):
+    """fit's epochs, on checked data, each batch through ``train_step``; returns the history."""
     run = TrainingRun(net, optimizer, callbacks, epochs, math.ceil(len(X) / batch_size),
                       has_validation=validation is not None)
     net.history = run.history  # the last fit's history, kept on the network for convenience
