@@ -7,9 +7,10 @@ threads each run the *whole* network on half of the batch, with BLAS held to
 one thread each: NumPy releases the GIL inside its loops and its BLAS calls,
 so the elementwise passes run on both cores too, and the products still do.
 Measured on the char-GPT (batch 32 x 128, AMD EPYC, 2 cores, OpenBLAS
-Haswell), a training step alternating the two ways in one process: 355-411 ms
-one way, 227-351 ms split (benchmarks/README.md). Per-step hand-offs cost
-about 0.1 ms here, so small steps (the MLPs) stay on the one-thread path.
+Haswell), fit alternating the two ways in one process: 468-507 ms a step one
+way, 274-345 ms split; the sequential-MNIST LSTM 16.5 -> 14.7 ms a batch
+(benchmarks/README.md). Per-step hand-offs cost about 0.1 ms here, so small
+steps (the MLPs) stay on the one-thread path.
 
 The same math as ``Network.train_step`` (the readable path; this calls it):
 each half's gradients are the mean over its own n_i samples, so the batch's
@@ -37,7 +38,10 @@ import numpy as np
 from .layers import BatchNorm
 from .layers.recurrent import Recurrent
 
-MIN_FLOPS = 1e9   # forward FLOPs of one batch (the layers' flops()) below which a split does not pay
+# Forward FLOPs of one batch (the layers' flops()) below which "auto" does not split: the
+# sequential-MNIST LSTM (0.29 GFLOP a batch) gained 16.5 -> 14.7 ms a batch (fit, 200 batches,
+# four alternations); smaller steps were not measured to gain, and a hand-off costs ~0.1 ms.
+MIN_FLOPS = 2.5e8
 
 
 def split_refusal(net):

@@ -302,7 +302,7 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
         Run each batch's step as two halves in two threads (``threads.py``:
         the same gradients up to float rounding, both cores busy through
         NumPy's one-core elementwise passes). "auto" does when the machine
-        has 2 CPUs, a batch's forward is at least a GFLOP and the network has
+        has 2 CPUs, a batch's forward is at least 0.25 GFLOP and the network has
         no dropout, batch norm or stateful recurrent layer; 1 never; 2 always
         (a ValueError for a network that does not qualify).
     _epoch_label : function epoch -> str, private
