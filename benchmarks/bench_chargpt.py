@@ -166,12 +166,8 @@ def nnscratch_worker(config):
 # -- the parent: one process per implementation and repetition -----------------------------
 def nnscratch_job(config, timeout):
     """``nnscratch_worker(config)`` in a fresh process; its result plus ``peak_rss_mb``."""
-    cmd = [sys.executable, "-m", "benchmarks.bench_chargpt", "--worker", json.dumps(config)]
-    stdout, rss = harness.run_child(cmd, timeout)
-    lines = [line for line in stdout.splitlines() if line.startswith(RESULT_TAG)]
-    if not lines:
-        raise RuntimeError(f"the worker printed no result:\n{stdout[-500:]}")
-    return dict(json.loads(lines[-1][len(RESULT_TAG):]), peak_rss_mb=rss)
+    return harness.worker_result([sys.executable, "-m", "benchmarks.bench_chargpt", "--worker", json.dumps(config)],
+                                 timeout)
 
 
 def torch_command(a, config):

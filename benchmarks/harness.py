@@ -228,7 +228,12 @@ def nnscratch_job(spec, timeout, src=None):
     ``src``: import nnscratch and model_zoo from that folder instead of this checkout's.
     """
     env = dict(os.environ, BENCH_NNSCRATCH_SRC=src) if src else None
-    cmd = [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)]
+    return worker_result([sys.executable, "-m", "benchmarks.worker", json.dumps(spec)], timeout, env)
+
+
+def worker_result(cmd, timeout, env=None):
+    """Run a worker process ``cmd`` (``run_child``); the JSON of its last ``RESULT_TAG`` line plus
+    ``peak_rss_mb``. bench.py's, bench_chargpt.py's and scaling.py's workers all print that line."""
     stdout, rss = run_child(cmd, timeout, env)
     lines = [line for line in stdout.splitlines() if line.startswith(RESULT_TAG)]
     if not lines:

@@ -193,12 +193,7 @@ def nnscratch_job(point, seed, timeout):
     """``nnscratch_worker`` for ``point`` in a fresh process; its result plus ``peak_rss_mb``."""
     spec = {"hidden": point.hidden, "batch": point.batch, "batches": point.batches,
             "warmup": point.warmup, "seed": seed}
-    cmd = [sys.executable, "-m", "benchmarks.scaling", "--worker", json.dumps(spec)]
-    stdout, rss = harness.run_child(cmd, timeout)
-    lines = [line for line in stdout.splitlines() if line.startswith(RESULT_TAG)]
-    if not lines:
-        raise RuntimeError(f"the worker printed no result:\n{stdout[-500:]}")
-    return dict(json.loads(lines[-1][len(RESULT_TAG):]), peak_rss_mb=rss)
+    return harness.worker_result([sys.executable, "-m", "benchmarks.scaling", "--worker", json.dumps(spec)], timeout)
 
 
 def torch_command(python, point, data_dir):
