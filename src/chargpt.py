@@ -14,6 +14,7 @@ import numpy as np
 from nnscratch import AdamW, text
 from nnscratch.schedules import warmup_cosine
 from nnscratch.training import History, _progress
+from nnscratch.threads import splitter_for
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 CORPUS = os.path.join(ROOT, "datasets", "kjv", "pentateuch.txt")
@@ -109,6 +110,9 @@ def train(net, train_ids, held_ids, *, context, batch=32, lr=1e-3, steps=None, s
         bar.unit = "step" if steps is not None else "s"
     trained, step, losses, interval_start = 0.0, 0, [], 0.0
     next_eval = 1
+    # fit's split over two threads where it pays (nnscratch/threads.py): the same gradients
+    splitter = splitter_for(net, "auto", batch, positions=context)
+    train_step = splitter.train_step if splitter else net.train_step
     try:
         while True:
             done = step / steps if steps is not None else trained / seconds
@@ -117,7 +121,7 @@ def train(net, train_ids, held_ids, *, context, batch=32, lr=1e-3, steps=None, s
             optimizer.lr = warmup_cosine(step, done, lr, warmup, min_lr_ratio * lr)
             X, Y = random_windows(train_ids, batch, context, rng)
             started = time.perf_counter()
-            losses.append(net.train_step(X, eye[Y]))
+            losses.append(train_step(X, eye[Y]))
             if not math.isfinite(losses[-1]):
                 raise RuntimeError(f"the cost became {losses[-1]} at step {step}: try a smaller learning rate")
             optimizer.step(params)
@@ -146,6 +150,8 @@ def train(net, train_ids, held_ids, *, context, batch=32, lr=1e-3, steps=None, s
     finally:
         if bar is not None:
             bar.close()
+        if splitter:
+            splitter.close()
     return history
 
 
