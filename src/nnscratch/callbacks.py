@@ -86,13 +86,13 @@ class _Monitor(Callback):
         if self.monitor not in history:
             raise ValueError(f"cannot monitor {self.monitor!r}: history records {sorted(history)}")
         if self.monitor.startswith("val_") and not history.has_validation:
-            raise ValueError(f"cannot monitor {self.monitor!r} without validation_data: pass it to fit")
+            raise ValueError(f"cannot monitor {self.monitor!r} without validation data: pass validation_data or validation_split to fit")
         self.best, self.best_epoch = None, None
 
     def _improved(self, history, epoch):
         values = history[self.monitor]
         if not values:
-            raise ValueError(f"{self.monitor!r} has no values: pass validation_data to fit to monitor it")
+            raise ValueError(f"{self.monitor!r} has no values: pass validation_data or validation_split to fit to monitor it")
         value = values[-1]
         better = (self.best is None
                   or (self.mode == "min" and value < self.best - self.min_delta)

@@ -214,6 +214,22 @@ def _validation_pair(validation_data):
     return validation_data
 
 
+def _split_off_validation(X, y, fraction, validation_data):
+    """``(X_train, y_train, (X_val, y_val))``: the last ``fraction`` of the samples held out."""
+    if validation_data is not None:
+        raise ValueError("give validation_data or validation_split, not both")
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
+        raise ValueError(f"validation_split must be a fraction between 0 and 1 (exclusive), got {fraction!r}")
+    n = len(X)
+    if len(y) != n:
+        raise ValueError(f"X has {n} samples but y has {len(y)}")
+    split = int(n * (1 - fraction))                  # Keras's rule: the first int(n (1 - f)) train
+    if split < 1 or split == n:
+        raise ValueError(f"validation_split={fraction} of {n} samples leaves "
+                         f"{split} to train on and {n - split} to validate on: both need at least one")
+    return X[:split], y[:split], (X[split:], y[split:])
+
+
 # -- Ctrl-C at a batch boundary ----------------------------------------------------
 class _StopOnInterrupt:
     """While active, the first Ctrl-C only sets ``requested``; a second one interrupts."""
@@ -283,7 +299,7 @@ def _check_batchnorm_batches(net, n, batch_size):
 
 
 def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None, callbacks=(),
-        shuffle=True, verbose=1, threads="auto", *, _epoch_label=None):
+        shuffle=True, verbose=1, threads="auto", validation_split=None, *, _epoch_label=None):
     """Train ``net`` on ``(X, y)`` with mini-batches; returns a ``History``.
 
     Parameters
@@ -293,6 +309,12 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     epochs, batch_size : int
     optimizer : Optimizer or str, default ``SGD(lr=0.01)``
     validation_data : (X_val, y_val), optional; evaluated after each epoch
+    validation_split : float in (0, 1), optional
+        Hold out the *last* fraction of ``(X, y)``, as given (before any
+        shuffling, as Keras does), as the validation data: evaluated after
+        each epoch, never trained on, monitored by ``EarlyStopping`` and
+        ``ModelCheckpoint`` like ``validation_data`` (which it replaces: give
+        one or the other). Shuffle the data first if its order means something.
     callbacks : list of ``Callback``; each hook receives the ``TrainingRun``
     shuffle : bool; reshuffle every epoch with the network's generator
     verbose : 0 silent, 1 a progress bar and one line per epoch, 2 the bar only.
@@ -333,6 +355,8 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive integers, got {epochs!r}, {batch_size!r}")
     label = _epoch_label or (lambda e: f"Epoch {e}/{epochs}")
+    if validation_split is not None:
+        X, y, validation_data = _split_off_validation(X, y, validation_split, validation_data)
     X = net._checked_batch(X, "X")
     targets, labels = prepare_targets(net, y, len(X), "y")
     validation = None
