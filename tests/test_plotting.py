@@ -23,3 +23,12 @@ def test_history_plot_is_written_without_a_display(tmp_path):
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
     with Image.open(tmp_path / "sub" / "curves.png") as image:
         assert image.size[0] > 500 and image.size[1] > 200
+
+
+def test_plot_augmentations_writes_a_png(tmp_path):
+    import numpy as np
+    from nnscratch import augment, plotting
+    images = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
+    path = plotting.plot_augmentations(images, augment.RandomShift(2), np.random.default_rng(1),
+                                       tmp_path / "aug.png", versions=3)
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

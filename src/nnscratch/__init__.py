@@ -7,7 +7,7 @@ Every backward pass is written by hand and checked against finite differences.
 from .costs import (BinaryCrossEntropy, CrossEntropy, CrossEntropyLogits, Quadratic, cross_entropy_cost,
                     cross_entropy_cost_prime_SM, quadratic_cost, quadratic_cost_prime)
 from .data import gen_clusters, get_mnist, load_digit_image, load_mnist, make_clusters
-from . import autodiff, generation
+from . import augment, autodiff, generation
 from .autodiff.bridge import AutodiffLayer
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint
 from .layers import (GELU, GRU, LSTM, RNN, AvgPool2D, BatchNorm, Conv2D, Dropout, Embedding, Flatten,

@@ -302,12 +302,12 @@ class Network(LayerBuilders):
 
     # -- training ---------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None,
-            callbacks=(), shuffle=True, verbose=1, threads="auto", validation_split=None):
+            callbacks=(), shuffle=True, verbose=1, threads="auto", validation_split=None, augment=None):
         """Train with mini-batch gradient descent; see ``training.fit``."""
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                             validation_data=validation_data, callbacks=callbacks,
                             shuffle=shuffle, verbose=verbose, threads=threads,
-                            validation_split=validation_split)
+                            validation_split=validation_split, augment=augment)
 
     def stochastic_gradient_descent(self, training_data, epochs, mini_batch_size, eta, test_data=None,
                                     verbose=1):

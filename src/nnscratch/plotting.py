@@ -176,3 +176,17 @@ def plot_attention_maps(weights, labels, path, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_augmentations(images, transform, rng, path, versions=6, title=None):
+    """Each of ``images`` (n, 28, 28) in its first column, then ``versions`` draws of
+    ``transform`` (an ``nnscratch.augment`` transform) on it: one row per image."""
+    images = np.asarray(images, dtype=np.float32)
+    rows = [images] + [transform(images, rng) for _ in range(versions)]      # each (n, H, W)
+    grid = [rows[v][k] for k in range(len(images)) for v in range(versions + 1)]
+    titles = [("original" if v == 0 else f"draw {v}") if k == 0 else ""
+              for k in range(len(images)) for v in range(versions + 1)]
+    fig = Figure(figsize=((versions + 1) * 1.0, len(images) * 1.05))
+    _image_grid(fig, grid, versions + 1, titles=titles)
+    fig.suptitle(title or "augmented training digits")
+    return _save(fig, path)

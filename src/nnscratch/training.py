@@ -299,7 +299,7 @@ def _check_batchnorm_batches(net, n, batch_size):
 
 
 def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None, callbacks=(),
-        shuffle=True, verbose=1, threads="auto", validation_split=None, *, _epoch_label=None):
+        shuffle=True, verbose=1, threads="auto", validation_split=None, augment=None, *, _epoch_label=None):
     """Train ``net`` on ``(X, y)`` with mini-batches; returns a ``History``.
 
     Parameters
@@ -316,6 +316,10 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
         ``ModelCheckpoint`` like ``validation_data`` (which it replaces: give
         one or the other). Shuffle the data first if its order means something.
     callbacks : list of ``Callback``; each hook receives the ``TrainingRun``
+    augment : function (images, rng) -> images, optional
+        Applied to every training batch, never to validation data, with the
+        network's generator (``nnscratch.augment``: ``RandomShift``,
+        ``RandomRotation``, ``RandomScale``, ``Compose``).
     shuffle : bool; reshuffle every epoch with the network's generator
     verbose : 0 silent, 1 a progress bar and one line per epoch, 2 the bar only.
         The bar is drawn only when stderr is a terminal: redirected to a log
@@ -364,6 +368,9 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
         X_val, y_val = _validation_pair(validation_data)
         X_val = net._checked_batch(X_val, "X_val")
         validation = (X_val, *prepare_targets(net, y_val, len(X_val), "y_val"))
+    if augment is not None and not callable(augment):
+        raise ValueError(f"augment must be a function of (images, rng), such as nnscratch.augment.RandomShift(2), "
+                         f"got {augment!r}")
     callbacks = list(callbacks or ())
     check_hooks(callbacks)
     optimizer = SGD(lr=0.01) if optimizer is None else get_optimizer(optimizer)
@@ -371,11 +378,21 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     free_length = len(net.input_shape) >= 1 and net.input_shape[0] is None and X.ndim > 1
     splitter = splitter_for(net, threads, batch_size, positions=X.shape[1] if free_length else 1)
     try:
+        step = splitter.train_step if splitter else net.train_step
+        if augment is not None:
+            step = _augmented(step, augment, net.rng)
         return _fit_epochs(net, X, targets, labels, validation, callbacks, optimizer, epochs, batch_size,
-                           shuffle, verbose, label, splitter.train_step if splitter else net.train_step)
+                           shuffle, verbose, label, step)
     finally:
         if splitter:
             splitter.close()
+
+
+def _augmented(train_step, augment, rng):
+    """``train_step`` on ``augment(X, rng)``: the training batches only (validation goes elsewhere)."""
+    def step(X, targets, **kwargs):
+        return train_step(augment(X, rng), targets, **kwargs)
+    return step
 
 
 def _fit_epochs(net, X, targets, labels, validation, callbacks, optimizer, epochs, batch_size, shuffle,
