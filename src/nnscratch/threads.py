@@ -47,7 +47,10 @@ MIN_FLOPS = 2.5e8
 def split_refusal(net):
     """Why ``net``'s training step cannot be split without changing its results, or None."""
     for name, layer in net.named_layers():
-        if getattr(layer, "uses_rng", False) and (getattr(layer, "p", 0) or getattr(layer, "dropout", 0)):
+        # a layer that may draw random numbers qualifies only when its rate says it will not
+        # (Dropout's p, attention's dropout = 0); an unknown kind that may draw is refused
+        if getattr(layer, "uses_rng", False) and not (getattr(layer, "p", None) == 0
+                                                       or getattr(layer, "dropout", None) == 0):
             return f"{name} ({type(layer).__name__}) draws random numbers in training"
         if isinstance(layer, BatchNorm):
             return f"{name} (BatchNorm) normalizes by the statistics of the whole batch"
