@@ -103,6 +103,15 @@ def test_networks_that_halves_would_change_are_refused_with_the_reason():
     bn.add_fc_layer(3)
     bn.add_batchnorm_layer()
     assert "BatchNorm" in split.split_refusal(bn)
+    from nnscratch.layers import ReLU
+
+    class NoisyReLU(ReLU):              # may draw random numbers, and has no rate that says it will not
+        uses_rng = True
+
+    noisy = Network(4, seed=0)
+    noisy.add_fc_layer(3)
+    noisy.add(NoisyReLU())
+    assert "NoisyReLU) draws random numbers" in split.split_refusal(noisy)
     lstm = Network((5, 3), seed=0)
     lstm.add_lstm_layer(4, stateful=True)
     assert "carries its state" in split.split_refusal(lstm)
