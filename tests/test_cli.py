@@ -47,8 +47,10 @@ def test_a_quick_run_writes_network_curves_and_metrics_to_the_output_folder(caps
                          "--lr", "0.1", "--out", str(tmp_path / "quick"))
     assert status == 0
     folder = tmp_path / "quick"
-    assert sorted(os.listdir(folder)) == ["mlp50.pickle", "mlp50_curves.png", "mlp50_metrics.csv"]
+    assert sorted(os.listdir(folder)) == ["mlp50.pickle", "mlp50.safetensors", "mlp50_curves.png",
+                                          "mlp50_metrics.csv"]
     assert str(folder / "mlp50.pickle") in out                   # printed as an absolute path
+    assert str(folder / "mlp50.safetensors") in out
     with open(folder / "mlp50_metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -57,6 +59,8 @@ def test_a_quick_run_writes_network_curves_and_metrics_to_the_output_folder(caps
     assert {path: digest(path) for path in SHIPPED} == before     # nothing that ships changed
     net = build_network.Network.load(folder / "mlp50.pickle")
     assert net.input_shape == (784,) and net.output_shape == (10,)
+    safe = build_network.Network.load(folder / "mlp50.safetensors")
+    np.testing.assert_array_equal(safe.layers[0].W.data, net.layers[0].W.data)
 
 
 def test_limit_trains_on_the_first_n_samples(capsys, tmp_path):
@@ -123,7 +127,7 @@ def test_predict_works_with_every_shipped_digit_classifier(capsys, model):
 
 def test_predict_uses_the_shipped_network_by_default(capsys):
     args = build_network.make_parser().parse_args(["predict", DIGIT])
-    assert build_network.find_network(args.model) == os.path.join(ROOT, "pre-trained", "mlp50.pickle")
+    assert build_network.find_network(args.model) == os.path.join(ROOT, "pre-trained", "mlp50.safetensors")
 
 
 @pytest.mark.parametrize("suffix, fmt", [(".jpg", "JPEG"), (".bmp", "BMP"), (".gif", "GIF"), (".webp", "WEBP")])

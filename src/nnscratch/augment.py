@@ -75,6 +75,10 @@ class Transform:
         out = warp(batch, self.matrices(len(batch), rng))
         return out[:, 0] if images.ndim == 3 else out
 
+    def __repr__(self):
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({settings})"
+
 
 def _identity(n):
     m = np.zeros((n, 2, 3))

@@ -6,6 +6,7 @@ import numpy as np
 from . import checks, persistence, training
 from .costs import get_cost
 from .builders import LayerBuilders
+from .exports import WeightExports
 from .layers import Embedding
 from .layers.base import Layer, link_auto_init, numbered_name, shape_matches, shape_str
 
@@ -17,7 +18,7 @@ class Summary(str):
         return str(self)
 
 
-class Network(LayerBuilders):
+class Network(LayerBuilders, WeightExports):
     """A feed-forward stack of layers trained by backpropagation.
 
     Layers are appended with ``add(layer)`` or the ``add_*_layer`` builders
@@ -374,16 +375,26 @@ class Network(LayerBuilders):
 
     # -- persistence ---------------------------------------------------------------
     def save(self, path):
-        """Pickle the network to ``path`` (parent folders are created)."""
-        persistence.save(self, path)
+        """Write the network to ``path``, in the format its extension names (parent folders are created).
+
+        ``.safetensors`` (recommended): the weights, and the architecture as
+        JSON; loading it runs no code (``persistence.save_safetensors``).
+        Anything else: a pickle of the whole object, history included, as the seed did.
+        """
+        if persistence.is_safetensors_path(path):
+            persistence.save_safetensors(self, path)
+        else:
+            persistence.save(self, path)
 
     @staticmethod
     def load(path):
-        """Load a network saved by ``save``, refusing anything but nnscratch and NumPy objects.
+        """Load a network saved by ``save``: a ``.safetensors`` file, or a pickle refusing anything but
+        nnscratch and NumPy objects.
 
         Parameters
         ----------
-        path : str or os.PathLike, a file written by ``save`` (or ``pickle.dump`` of a Network)
+        path : str or os.PathLike, a file written by ``save`` (or ``pickle.dump`` of a Network);
+            the format is chosen by the extension, as in ``save``
 
         Returns
         -------
@@ -402,8 +413,13 @@ class Network(LayerBuilders):
             The pickle names code outside nnscratch and NumPy's array rebuilders;
             nothing it names has run (a ``pickle.UnpicklingError`` and a ``ValueError``).
 
+        A ``.safetensors`` file that is cut short, has no nnscratch architecture,
+        names an unknown layer, or holds missing, extra or misshapen tensors is a
+        ``NotANetworkFileError`` naming the file and what is wrong.
         Other ``OSError`` s (permission denied, say) come through unchanged.
         """
+        if persistence.is_safetensors_path(path):
+            return persistence.load_safetensors(path)
         net = persistence.load(path)
         if not isinstance(net, Network):
             raise persistence.NotANetworkFileError(

@@ -1,4 +1,14 @@
-"""Saving and loading networks with pickle, and loading them safely.
+"""Saving and loading networks: safetensors (recommended) and pickle.
+
+``.safetensors`` files hold the weights as tensors and the architecture as
+JSON in the header's metadata (``architecture.describe``): loading parses
+the JSON, rebuilds the layers from a fixed table and copies the tensors in;
+no code from the file runs, and nothing but nnscratch can be built. Other
+tools read the tensors (safetensors is Hugging Face's format; the names are
+``state_dict()``'s: ``fc1.W``, ``batchnorm1.running_mean``). The training
+history and the optimizer are not kept: a file is the trained network.
+
+Pickles keep the whole Python object (history included), as the seed did.
 
 ``pickle.load`` will call any function a file names, so a pickle from
 someone else can run any code. ``load`` uses a restricted unpickler that
@@ -19,10 +29,13 @@ Nothing else: no NumPy random generators (a saved network stores its
 generator's state as a plain dict, see ``Network.__getstate__``), no
 builtins, no functions of other packages.
 """
+import json
 import os
 import pickle
 
-from . import costs
+import numpy as np
+
+from . import architecture, costs
 
 # NumPy's (module, name) pairs that pickled arrays, scalars and dtypes need.
 _NUMPY_ALLOWED = {
@@ -67,11 +80,15 @@ class SafeUnpickler(pickle.Unpickler):
             f"and NumPy arrays (this file may run code; only use pickle.load on files you trust)")
 
 
-def save(obj, path):
-    """Pickle ``obj`` to ``path``, creating parent folders."""
+def _make_parent_folder(path):
     folder = os.path.dirname(os.fspath(path))
     if folder:
         os.makedirs(folder, exist_ok=True)
+
+
+def save(obj, path):
+    """Pickle ``obj`` to ``path``, creating parent folders."""
+    _make_parent_folder(path)
     with open(path, "wb") as f:
         pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -106,6 +123,81 @@ def load(path):
                                        f"{_what_it_looks_like(head, e)}") from e
 
 
+def is_safetensors_path(path):
+    """Is ``path`` named as a safetensors file (``.safetensors``)? The format is chosen by the name."""
+    return os.fspath(path).lower().endswith(".safetensors")
+
+
+def _safetensors():
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise ImportError("saving or loading .safetensors files needs the safetensors package: "
+                          "pip install safetensors") from None
+    return safetensors
+
+
+def save_safetensors(net, path):
+    """Write ``net``'s tensors (``state_dict()``) and its architecture (JSON, metadata key "nnscratch")."""
+    safetensors = _safetensors()
+    description = json.dumps(architecture.describe(net))
+    tensors = {key: np.ascontiguousarray(value) for key, value in net.state_dict().items()}
+    _make_parent_folder(path)
+    safetensors.numpy.save_file(tensors, os.fspath(path), metadata={architecture.FORMAT: description})
+
+
+def load_safetensors(path):
+    """Rebuild the network a ``save_safetensors`` file describes and copy its tensors in.
+
+    Raises ``NotANetworkFileError`` (a ``ValueError``) naming the file when it
+    is not a safetensors file (truncated, another format), has no nnscratch
+    architecture, describes layers the library does not have, or holds
+    tensors that do not fit it (missing, unexpected, wrong shape or dtype).
+    """
+    safetensors = _safetensors()
+    _require_file(path)
+    try:
+        with safetensors.safe_open(os.fspath(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except safetensors.SafetensorError as err:
+        raise NotANetworkFileError(f"{path} is not a readable safetensors file: {err}") from None
+    if architecture.FORMAT not in metadata:
+        raise NotANetworkFileError(f"{path} is a safetensors file without an nnscratch architecture in its "
+                                   f"metadata (keys: {sorted(metadata) or 'none'}): not written by net.save")
+    try:
+        net = architecture.rebuild(json.loads(metadata[architecture.FORMAT]))
+    except json.JSONDecodeError as err:
+        raise NotANetworkFileError(f"{path}: its architecture is not valid JSON ({err})") from None
+    except architecture.ArchitectureError as err:
+        raise NotANetworkFileError(f"{path}: {err}") from None
+    _check_tensors(net.state_dict(), tensors, path)
+    net.load_state_dict(tensors)
+    return net
+
+
+def _check_tensors(expected, found, path):
+    """Every tensor the architecture needs, of its shape and dtype, and no others."""
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise NotANetworkFileError(f"{path}: the tensors do not fit the architecture: "
+                                   f"missing {missing[:6] or 'none'}, unexpected {unexpected[:6] or 'none'}")
+    for key, want in expected.items():
+        got = found[key]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise NotANetworkFileError(f"{path}: tensor {key} is {got.dtype} {got.shape}, the architecture "
+                                       f"needs {want.dtype} {want.shape}")
+
+
+def _require_file(path):
+    """Clear errors for a missing path or a folder."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder, not an nnscratch network file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no network file at {path}: check the path (a network is written "
+                                f"by net.save(path))")
+
+
 # The first bytes of formats people mistake for a network file.
 _MAGIC = [(b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
           (b"\x1f\x8b", "gzip-compressed data"), (b"PK\x03\x04", "a zip archive (an .npz?)"),
@@ -129,4 +221,5 @@ def _what_it_looks_like(head, error):
     return f"its first bytes are {head[:8]!r} ({type(error).__name__}: {error})"
 
 
-__all__ = ["save", "load", "SafeUnpickler", "UnsafePickleError", "NotANetworkFileError"]
+__all__ = ["save", "load", "save_safetensors", "load_safetensors", "is_safetensors_path", "SafeUnpickler",
+           "UnsafePickleError", "NotANetworkFileError"]
