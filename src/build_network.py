@@ -4,6 +4,7 @@
     python src/build_network.py clusters        # the seed's Example 2: a cluster classifier
     python src/build_network.py mlp800          # 784-800-800-10 with dropout, Adam: 98.5%+
     python src/build_network.py cnn             # the reference CNN: 99.3%+
+    python src/build_network.py cnn-aug         # a CNN with batch norm on augmented digits: 99.6%
     python src/build_network.py lstm            # sequential MNIST with an LSTM (also gru, rnn)
     python src/build_network.py charlm          # a character-level LSTM on the KJV Pentateuch
     python src/build_network.py chargpt         # a character-level GPT on the same text
@@ -12,10 +13,12 @@
 Every training example takes --epochs, --batch-size, --lr, --seed, --limit N
 (train on the first N samples, for a quick try), --out DIR and --quiet;
 `python src/build_network.py EXAMPLE --help` shows its defaults and how long
-it takes. A run writes its network (.pickle), its curves (.png) and a table of
+it takes. A run writes its network, its curves (.png) and a table of
 per-epoch metrics (.csv) to --out (by default runs/EXAMPLE/, which git
 ignores); only --update-shipped writes over the shipped pre-trained/ and
-plots/ files. A mistake on the command line prints one line `error: ...` and
+plots/ files. The network is written twice: as .safetensors (the weights and
+the architecture, loaded without running any code: the file to share) and as
+.pickle (the seed's format). A mistake on the command line prints one line `error: ...` and
 exits with status 2 (1 for a failure while running); set NNSCRATCH_TRACEBACK=1
 to see the full traceback instead.
 """
@@ -29,13 +32,13 @@ import numpy as np
 from nnscratch import (Adam, Callback, CosineAnnealingLR, Network, UnsafePickleError, cross_entropy_cost,
                        cross_entropy_cost_prime_SM, gen_clusters, get_mnist, load_digit_image, load_mnist,
                        quadratic_cost, quadratic_cost_prime)
-from model_zoo import build_char_gpt, build_char_lm, build_cnn, build_mlp800, build_sequence_classifier
+from model_zoo import build_char_gpt, build_char_lm, build_cnn, build_cnn_aug, build_mlp800, build_sequence_classifier
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SHIPPED_PLOTS = os.path.join(ROOT, "plots")
 SHIPPED_NETWORKS = os.path.join(ROOT, "pre-trained")
 RUNS = os.path.join(ROOT, "runs")          # the default output folder (in .gitignore)
-DIGIT_CLASSIFIERS = ("mlp50", "mlp800", "cnn", "lstm", "gru", "rnn")
+DIGIT_CLASSIFIERS = ("mlp50", "mlp800", "cnn", "cnn-aug", "lstm", "gru", "rnn")
 
 
 class UserError(Exception):
@@ -65,8 +68,9 @@ class Outputs:
     def plot(self, suffix):
         return os.path.join(self.plots, f"{self.name}_{suffix}")
 
-    def network(self):
-        return os.path.join(self.networks, f"{self.name}.pickle")
+    def networks_files(self):
+        """The network in both formats: .safetensors (the safe one) and .pickle (the seed's)."""
+        return [os.path.join(self.networks, f"{self.name}{extension}") for extension in (".safetensors", ".pickle")]
 
 
 def finish(net, history, args, title, extra_plots=()):
@@ -88,8 +92,9 @@ def finish(net, history, args, title, extra_plots=()):
     saved.append(metrics)
     for suffix, draw in extra_plots:
         saved.append(draw(outputs.plot(suffix)))
-    net.save(outputs.network())
-    saved.append(outputs.network())
+    for path in outputs.networks_files():
+        net.save(path)
+        saved.append(path)
     if history["val_accuracy"]:
         print(f"final test accuracy {history['val_accuracy'][-1]:.4f}"
               f"{' (interrupted after epoch %d)' % history.epochs if history.interrupted else ''}")
@@ -151,15 +156,15 @@ def train_clusters(args):
            [("regions.png", lambda path: plot_clusters(net, test_data, choices, path))])
 
 
-def fit_mnist_model(args, net, X_train, y_train, X_test, y_test, clip_norm=None):
-    """Adam with a cosine schedule over the run: the recipe of mlp800, cnn, lstm, gru and rnn."""
+def fit_mnist_model(args, net, X_train, y_train, X_test, y_test, clip_norm=None, augment=None):
+    """Adam with a cosine schedule over the run: the recipe of mlp800, cnn, cnn-aug, lstm, gru and rnn."""
     say(args, net.summary())
     epochs, schedule = epochs_and_schedule(args)
     X_train, y_train = limit(args, X_train, y_train)
     start = time.perf_counter()
     history = net.fit(X_train, y_train, epochs=epochs, batch_size=args.batch_size,
                       optimizer=Adam(lr=args.lr, clip_norm=clip_norm), validation_data=(X_test, y_test),
-                      callbacks=schedule, verbose=0 if args.quiet else 1)
+                      callbacks=schedule, verbose=0 if args.quiet else 1, augment=augment)
     say(args, f"trained in {(time.perf_counter() - start) / 60:.1f} min, "
               f"{np.median(history['time']):.2f} s per epoch of training (median)")
     return history
@@ -180,6 +185,22 @@ def train_cnn(args):
     net = build_cnn(args.seed)
     history = fit_mnist_model(args, net, X_train, y_train, X_test, y_test)
     finish(net, history, args, f"MNIST CNN (conv32-pool-conv64-pool-fc128), Adam + cosine, batch {args.batch_size}",
+           [("filters.png", lambda path: plot_filters(net.layers[0], path)),
+            ("feature_maps.png", lambda path: plot_feature_maps(net, X_test[0], path))])
+
+
+def train_cnn_aug(args):
+    """A CNN with batch norm trained on randomly rotated, scaled and shifted digits (never the test digits)."""
+    from nnscratch.augment import mnist_augmentation
+    from nnscratch.plotting import plot_feature_maps, plot_filters
+    X_train, y_train, X_test, y_test = load_mnist()
+    X_train, X_test = X_train.reshape(-1, 1, 28, 28), X_test.reshape(-1, 1, 28, 28)   # (N, C, H, W)
+    net = build_cnn_aug(args.seed)
+    augment = mnist_augmentation()
+    say(args, f"augmentation: {augment}")
+    history = fit_mnist_model(args, net, X_train, y_train, X_test, y_test, augment=augment)
+    finish(net, history, args, f"MNIST CNN with batch norm on augmented digits, Adam + cosine, "
+                               f"batch {args.batch_size}",
            [("filters.png", lambda path: plot_filters(net.layers[0], path)),
             ("feature_maps.png", lambda path: plot_feature_maps(net, X_test[0], path))])
 
@@ -284,9 +305,9 @@ def train_chargpt(args):
 
 # -- predict --------------------------------------------------------------------------
 def find_network(model):
-    """``--model``: a shipped name (``cnn``) or a path to a network file."""
+    """``--model``: a shipped name (``cnn``: its .safetensors file) or a path to a network file."""
     if model in DIGIT_CLASSIFIERS or model in ("charlm", "chargpt"):
-        return os.path.join(SHIPPED_NETWORKS, f"{model}.pickle")
+        return os.path.join(SHIPPED_NETWORKS, f"{model}.safetensors")
     if not os.path.exists(model):
         raise UserError(f"--model {model}: no such file (shipped networks: {', '.join(DIGIT_CLASSIFIERS)})")
     if os.path.isdir(model):
@@ -338,6 +359,8 @@ EXAMPLES = {
     "mlp800": (train_mlp800, "mlp800", 20, 128, 1e-3, "784-800-800-10 ReLU with dropout 0.2, Adam + cosine",
                "about 2 minutes"),
     "cnn": (train_cnn, "cnn", 15, 64, 1e-3, "the reference CNN, Adam + cosine", "about 7 minutes"),
+    "cnn-aug": (train_cnn_aug, "cnn-aug", 25, 64, 2e-3, "a CNN with batch norm on augmented digits (rotation, "
+                "scale, shift), Adam + cosine", "about 30 minutes"),
     "lstm": (train_sequence, "lstm", 12, 64, 1e-3, "sequential MNIST with an LSTM(128), Adam + cosine",
              "about 3 minutes"),
     "gru": (train_sequence, "gru", 12, 64, 1e-3, "sequential MNIST with a GRU(128), Adam + cosine",
@@ -398,7 +421,8 @@ def make_parser():
         sub.add_argument("--out", metavar="DIR", help=f"output folder (default runs/{name}/, ignored by git)")
         sub.add_argument("--quiet", action="store_true", help="print only the result")
         sub.add_argument("--update-shipped", action="store_true",
-                         help=f"replace the shipped pre-trained/{network_name}.pickle and plots/{network_name}_* "
+                         help=f"replace the shipped pre-trained/{network_name}.safetensors and .pickle and "
+                              f"plots/{network_name}_* "
                               "(to refresh them on purpose)")
         if name == "chargpt":
             sub.add_argument("--minutes", type=positive_float, default=None, metavar="M",
@@ -410,7 +434,7 @@ def make_parser():
     sub.add_argument("image", help="the image file of a digit")
     sub.add_argument("--model", default="mlp50",
                      help=f"a shipped digit classifier ({', '.join(DIGIT_CLASSIFIERS)}) or the path of a "
-                          "network file (default mlp50, the shipped pre-trained/mlp50.pickle)")
+                          "network file (default mlp50, the shipped pre-trained/mlp50.safetensors)")
     sub.add_argument("--plot", metavar="PNG", help="also save the digit as the network sees it and its "
                                                    "probabilities to this PNG")
     sub.set_defaults(run=predict)

@@ -34,6 +34,30 @@ def build_cnn(seed=0, impl="fast"):
     return net
 
 
+def build_cnn_aug(seed=0, impl="fast"):
+    """The augmented CNN: conv 32 3x3, BN, ReLU, max-pool 2, (conv 64 3x3, BN, ReLU) x 2, max-pool 2,
+    flatten, FC 256, BN, ReLU, dropout 0.4, FC 10: the reference CNN with batch normalization after
+    every product and a second 64-filter convolution, for training on augmented digits."""
+    net = Network((1, 28, 28), cost="cross_entropy", seed=seed)
+    net.add_conv_layer(32, 3, impl=impl)            # 28 -> 26
+    net.add_batchnorm_layer()
+    net.add_relu_layer()
+    net.add_maxpool_layer(2, impl=impl)             # 26 -> 13
+    for _ in range(2):                              # 13 -> 11 -> 9
+        net.add_conv_layer(64, 3, impl=impl)
+        net.add_batchnorm_layer()
+        net.add_relu_layer()
+    net.add_maxpool_layer(2, impl=impl)             # 9 -> 4
+    net.add_flatten_layer()
+    net.add_fc_layer(256)
+    net.add_batchnorm_layer()
+    net.add_relu_layer()
+    net.add_dropout_layer(0.4)
+    net.add_fc_layer(10)
+    net.add_softmax_layer()
+    return net
+
+
 def build_sequence_classifier(kind="lstm", hidden=128, seed=0, steps=28, features=28, classes=10):
     """One recurrent layer read over the rows of an image, then FC to the classes:
     the sequential-MNIST model (PyTorch's lstm reference for ``kind="lstm"``)."""
