@@ -5,6 +5,7 @@ a dependency of the project; nnscratch is imported from this checkout's
 ``src/``, and NumPy is all it needs):
 
     /tmp/torchvenv/bin/python benchmarks/torch_transfer.py [--networks mlp50 cnn ...] [--verbose] [--fastpath]
+    /tmp/torchvenv/bin/python benchmarks/torch_transfer.py --readme    # the README's PyTorch blocks
 
 For each network in ``pre-trained/*.pickle`` (all of them by default):
 
@@ -38,6 +39,7 @@ Exits 1 if any check fails.
 import argparse
 import glob
 import os
+import re
 import sys
 import time
 
@@ -298,6 +300,25 @@ def check_network(name, verbose):
     return failed
 
 
+def run_readme_blocks():
+    """Run the README's python blocks that import torch (tests/test_readme.py runs the others), as scripts
+    from the repository root; returns the number that failed."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"^```(\w*)\n(.*?)^```", f.read(), flags=re.M | re.S)
+    torch_blocks = [code for lang, code in blocks if lang == "python" and "import torch" in code]
+    failed = 0
+    os.chdir(ROOT)
+    for i, code in enumerate(torch_blocks, 1):
+        print(f"README block {i} of {len(torch_blocks)} that import torch:")
+        try:
+            exec(compile(code, f"README.md torch block {i}", "exec"), {"__name__": "__main__"})
+            print("  PASS  ran")
+        except Exception as error:  # any failure of a README block is a FAIL line, not a traceback
+            print(f"  FAIL  {type(error).__name__}: {error}")
+            failed += 1
+    return failed
+
+
 def main(argv=None):
     available = sorted(os.path.splitext(os.path.basename(path))[0]
                        for path in glob.glob(os.path.join(PRE_TRAINED, "*.pickle")))
@@ -308,8 +329,13 @@ def main(argv=None):
     p.add_argument("--verbose", action="store_true", help="print each PyTorch model and its keys")
     p.add_argument("--fastpath", action="store_true", help="leave TransformerEncoderLayer's inference "
                    "fast path on (it ignores approximate='tanh')")
+    p.add_argument("--readme", action="store_true", help="run the README's python blocks that import torch")
     a = p.parse_args(argv)
     torch.backends.mha.set_fastpath_enabled(a.fastpath)
+    if a.readme:
+        failed = run_readme_blocks()
+        print(f"{'PASS' if not failed else 'FAIL'}: {failed} README block(s) failed")
+        return 1 if failed else 0
     print(f"torch {torch.__version__}, numpy {np.__version__}, nnscratch {nnscratch.__version__} "
           f"from {os.path.dirname(os.path.abspath(nnscratch.__file__))}")
     print(f"tolerance: max |diff| <= {TOLERANCE:g} x max(1, max |PyTorch|)")

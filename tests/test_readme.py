@@ -5,6 +5,8 @@
   MNIST is cut to its first 500 training and 250 test images and every
   training run to one epoch (``load_mnist``, ``get_mnist``, ``fit`` and
   ``stochastic_gradient_descent`` are wrapped to do so).
+  Blocks that import torch are run by ``benchmarks/torch_transfer.py --readme``
+  under PyTorch's own Python instead (PyTorch is no dependency of the tests).
 - Every ``python src/build_network.py ...`` line of a ```bash block runs
   through the driver's ``main``; training examples get ``--epochs 1 --limit
   256 --quiet --out <tmp>`` appended, ``--plot`` files go to the temporary
@@ -31,7 +33,10 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
     README = f.read()
 BLOCKS = re.findall(r"^```(\w*)\n(.*?)^```", README, flags=re.M | re.S)
-PYTHON_BLOCKS = [code for lang, code in BLOCKS if lang == "python"]
+# Blocks that import torch need PyTorch, which is no dependency of nnscratch or its tests:
+# benchmarks/torch_transfer.py --readme runs them, under PyTorch's own Python.
+PYTHON_BLOCKS = [code for lang, code in BLOCKS if lang == "python" and "import torch" not in code]
+TORCH_BLOCKS = [code for lang, code in BLOCKS if lang == "python" and "import torch" in code]
 COMMANDS = [line.split("  #")[0].strip() for lang, code in BLOCKS if lang == "bash"
             for line in code.splitlines() if line.startswith("python src/build_network.py")]
 
@@ -64,6 +69,13 @@ def small_sizes(monkeypatch):
 
 def test_the_readme_has_code_to_run():
     assert len(PYTHON_BLOCKS) >= 6 and len(COMMANDS) >= 4
+
+
+def test_the_blocks_that_need_pytorch_are_run_by_the_torch_script():
+    with open(os.path.join(ROOT, "benchmarks", "torch_transfer.py"), encoding="utf-8") as f:
+        script = f.read()
+    assert TORCH_BLOCKS and "import torch" in TORCH_BLOCKS[0]
+    assert 'lang == "python" and "import torch" in code' in script   # the same selection as here
 
 
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
