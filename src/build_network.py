@@ -9,6 +9,7 @@
     python src/build_network.py charlm          # a character-level LSTM on the KJV Pentateuch
     python src/build_network.py chargpt         # a character-level GPT on the same text
     python src/build_network.py predict datasets/my_handwriting/drawn_3.png [--model cnn]
+    python src/build_network.py serve [--port 8000]   # a page to draw digits on, read by the shipped networks
 
 Every training example takes --epochs, --batch-size, --lr, --seed, --limit N
 (train on the first N samples, for a quick try), --out DIR and --quiet;
@@ -349,6 +350,16 @@ def predict(args):
         print("saved", os.path.abspath(plot_digit_probabilities(image, probabilities, args.plot)))
 
 
+# -- serve -----------------------------------------------------------------------------
+def serve(args):
+    """Serve the digit page on ``--host:--port`` until Ctrl-C (nnscratch.web.server, on Flask)."""
+    try:
+        from nnscratch.web.server import serve as serve_page
+    except ImportError as err:
+        raise UserError(f"serve needs Flask: pip install -r requirements.txt ({err})") from None
+    serve_page(SHIPPED_NETWORKS, args.host, args.port)
+
+
 # -- the command line ------------------------------------------------------------------
 # name: (function, shipped file name, epochs, batch size, learning rate, what it trains, expected time)
 EXAMPLES = {
@@ -402,6 +413,16 @@ def positive_float(text):
     return value
 
 
+def port_number(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return value
+
+
 def make_parser():
     parser = OneLineParser(prog="build_network.py", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -438,6 +459,14 @@ def make_parser():
     sub.add_argument("--plot", metavar="PNG", help="also save the digit as the network sees it and its "
                                                    "probabilities to this PNG")
     sub.set_defaults(run=predict)
+    sub = commands.add_parser("serve", help="a page to draw a digit on and watch the shipped networks read it",
+                              description="Serve a local web page: draw a digit (or drop an image) and see "
+                                          "the shipped classifiers' probabilities, the 28x28 image they see "
+                                          "and the CNN's feature maps. Ctrl-C stops the server.")
+    sub.add_argument("--port", type=port_number, default=8000, help="the port to listen on (default 8000)")
+    sub.add_argument("--host", default="127.0.0.1",
+                     help="the address to listen on (default 127.0.0.1: this computer only)")
+    sub.set_defaults(run=serve)
     return parser
 
 

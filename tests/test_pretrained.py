@@ -84,6 +84,16 @@ def test_shipped_cnn_reaches_99_3_percent_and_predicts_pngs():
     assert out.splitlines()[0] == "It is a .... 7"
 
 
+def test_shipped_augmented_cnn_reaches_99_6_percent():
+    # the safe file: this is the network the README recommends loading
+    net = Network.load(os.path.join(ROOT, "pre-trained", "cnn-aug.safetensors"))
+    kinds = [layer.kind for layer in net.layers]
+    assert kinds.count("conv") == 3 and kinds.count("batchnorm") == 4
+    _, _, X_test, y_test = load_mnist()
+    accuracy = np.mean(net.predict(X_test.reshape(-1, 1, 28, 28)) == y_test)
+    assert accuracy >= 0.996, f"test accuracy {accuracy:.4f} is below 0.996"
+
+
 def test_shipped_lstm_reads_mnist_rows_at_98_5_percent():
     net = Network.load(os.path.join(ROOT, "pre-trained", "lstm.pickle"))
     assert [layer.kind for layer in net.layers] == ["lstm", "fc", "softmax"]

@@ -149,6 +149,57 @@ def load_digit_image(path):
         raise ValueError(f"{path}: {err}") from None
 
 
+def digit_from_bytes(data, name="the upload", max_pixels=None):
+    """:func:`load_digit_image` for an image file's bytes (an upload) instead of its path.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole image file, in any format Pillow reads.
+    name : str
+        What to call the image in error messages.
+    max_pixels : int, optional
+        Refuse an image with more pixels than this (after a JPEG's reduced
+        decoding), before decoding it: a server's guard against a small file
+        that unpacks into a huge array.  None: only Pillow's own limit.
+
+    Returns
+    -------
+    ndarray, shape (784,), float32, as :func:`load_digit_image`.
+
+    Raises
+    ------
+    ValueError
+        If ``data`` is empty or not an image Pillow can read (the message
+        names ``name``), or the image shows no digit (the message ends with
+        ``BLANK``).
+    """
+    import io
+    Image = _pillow()
+    from PIL import ImageOps
+    if not data:
+        raise ValueError(f"{name}: is empty (0 bytes), not an image file")
+    gray = None
+    try:  # the steps of _read_gray, on an in-memory file
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            img.draft(None, (DRAFT_SIDE, DRAFT_SIDE))
+            width, height = img.size
+            if max_pixels is None or width * height <= max_pixels:
+                img.load()
+                gray = _to_gray(ImageOps.exif_transpose(img))
+    except Image.UnidentifiedImageError:
+        raise ValueError(f"{name}: not an image file (Pillow does not recognise its format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ValueError(f"{name}: cannot read the image ({err})") from err
+    if gray is None:
+        raise ValueError(f"{name}: the image is {width}x{height} pixels, "
+                         f"more than the {max_pixels:,} accepted")
+    try:
+        return preprocess_digit_array(gray)
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None
+
+
 # -- the preprocessing ----------------------------------------------------------------
 
 def preprocess_digit_array(gray):
