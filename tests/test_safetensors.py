@@ -87,6 +87,7 @@ def test_layer_settings_come_back(tmp_path):
     assert (conv1.stride, conv1.pads) == ((2, 2), ((1, 1), (1, 1)))
     assert conv2.pads == ((0, 1), (0, 1))            # 'same' with a 2x2 kernel pads bottom/right only
     assert back.layers[1].momentum == 0.3 and back.layers[1].eps == 1e-3
+    assert back.layers[1].num_batches_tracked == net.layers[1].num_batches_tracked == 8   # 2 epochs of 4 batches
     assert back.layers[2].negative_slope == 0.2
     assert (back.layers[4].size, back.layers[4].stride) == ((2, 2), (1, 1))
     assert back.layers[7].layers[2].p == 0.25
@@ -110,7 +111,9 @@ def test_the_format_follows_the_extension(tmp_path):
     assert int.from_bytes(head[:8], "little") > 0 and head[8:9] == b"{"   # safetensors: header size, then JSON
     assert (tmp_path / "n.pickle").read_bytes()[:1] == b"\x80"                # pickle's PROTO opcode
     with safetensors_numpy.safe_open(str(tmp_path / "n.safetensors"), framework="numpy") as f:
-        assert set(f.keys()) == set(net.state_dict())                      # other tools read the tensors
+        # other tools read the tensors: state_dict()'s, and batch norm's counter as PyTorch keeps it
+        assert set(f.keys()) == set(net.state_dict()) | {"batchnorm1.num_batches_tracked"}
+        assert f.get_tensor("batchnorm1.num_batches_tracked").dtype == np.int64
         assert json.loads(f.metadata()["nnscratch"])["layers"][0]["class"] == "Conv2D"
 
 

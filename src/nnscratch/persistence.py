@@ -142,6 +142,8 @@ def save_safetensors(net, path):
     safetensors = _safetensors()
     description = json.dumps(architecture.describe(net))
     tensors = {key: np.ascontiguousarray(value) for key, value in net.state_dict().items()}
+    tensors.update({key: np.array(layer.num_batches_tracked, dtype=np.int64)
+                    for key, layer in _batch_counters(net).items()})
     _make_parent_folder(path)
     safetensors.numpy.save_file(tensors, os.fspath(path), metadata={architecture.FORMAT: description})
 
@@ -171,9 +173,20 @@ def load_safetensors(path):
         raise NotANetworkFileError(f"{path}: its architecture is not valid JSON ({err})") from None
     except architecture.ArchitectureError as err:
         raise NotANetworkFileError(f"{path}: {err}") from None
-    _check_tensors(net.state_dict(), tensors, path)
+    counters = _batch_counters(net)
+    expected = dict(net.state_dict(), **{key: np.array(0, dtype=np.int64) for key in counters})
+    _check_tensors(expected, tensors, path)
     net.load_state_dict(tensors)
+    for key, layer in counters.items():
+        layer.num_batches_tracked = int(tensors[key])
     return net
+
+
+def _batch_counters(net):
+    """``{"<layer>.num_batches_tracked": layer}`` for the batch-norm layers: the one integer state a
+    network has beside its arrays (PyTorch keeps it too), stored as a 0-d int64 tensor."""
+    return {f"{name}.num_batches_tracked": layer for name, layer in net.named_layers()
+            if hasattr(layer, "num_batches_tracked")}
 
 
 def _check_tensors(expected, found, path):
