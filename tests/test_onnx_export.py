@@ -17,7 +17,7 @@ from onnx.reference import ReferenceEvaluator  # noqa: E402
 from nnscratch import GELU, FullyConnected, Network, Residual, Tanh, load_mnist  # noqa: E402
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
-SHIPPED = ("mlp50", "mlp800", "cnn")
+SHIPPED = ("mlp50", "mlp800", "cnn", "cnn-aug")
 
 # float32: the evaluator sums the same products in another order (its own Conv, its
 # own Gemm), so a pre-activation may differ by a few float32 roundings (~1e-7 relative,
