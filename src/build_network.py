@@ -10,6 +10,7 @@
     python src/build_network.py chargpt         # a character-level GPT on the same text
     python src/build_network.py predict datasets/my_handwriting/drawn_3.png [--model cnn]
     python src/build_network.py serve [--port 8000]   # a page to draw digits on, read by the shipped networks
+    mpirun -n 2 python src/build_network.py cnn --distributed   # data-parallel over MPI (also --resume)
 
 Every training example takes --epochs, --batch-size, --lr, --seed, --limit N
 (train on the first N samples, for a quick try), --out DIR and --quiet;
@@ -40,6 +41,7 @@ SHIPPED_PLOTS = os.path.join(ROOT, "plots")
 SHIPPED_NETWORKS = os.path.join(ROOT, "pre-trained")
 RUNS = os.path.join(ROOT, "runs")          # the default output folder (in .gitignore)
 DIGIT_CLASSIFIERS = ("mlp50", "mlp800", "cnn", "cnn-aug", "lstm", "gru", "rnn")
+DATA_PARALLEL = ("mlp800", "cnn", "cnn-aug", "lstm", "gru", "rnn")   # the examples with --distributed, --resume
 
 
 class UserError(Exception):
@@ -81,6 +83,8 @@ def finish(net, history, args, title, extra_plots=()):
     to the output folder even with ``--update-shipped``.
     """
     from nnscratch.plotting import plot_history
+    if not args.root:               # a distributed run: rank 0 alone writes the files and prints
+        return
     if history.interrupted and args.update_shipped:
         print("interrupted: not replacing the shipped files; saving this run to the output folder instead")
         args.update_shipped = False
@@ -103,8 +107,8 @@ def finish(net, history, args, title, extra_plots=()):
 
 
 def say(args, *lines):
-    """Print unless --quiet."""
-    if not args.quiet:
+    """Print unless --quiet (and, in a distributed run, on rank 0 only)."""
+    if not args.quiet and args.root:
         print(*lines, sep="\n")
 
 
@@ -165,10 +169,17 @@ def fit_mnist_model(args, net, X_train, y_train, X_test, y_test, clip_norm=None,
     start = time.perf_counter()
     history = net.fit(X_train, y_train, epochs=epochs, batch_size=args.batch_size,
                       optimizer=Adam(lr=args.lr, clip_norm=clip_norm), validation_data=(X_test, y_test),
-                      callbacks=schedule, verbose=0 if args.quiet else 1, augment=augment)
+                      callbacks=schedule, verbose=0 if args.quiet else 1, augment=augment,
+                      distributed=args.distributed, checkpoint=checkpoint_path(args), resume=args.resume)
     say(args, f"trained in {(time.perf_counter() - start) / 60:.1f} min, "
               f"{np.median(history['time']):.2f} s per epoch of training (median)")
     return history
+
+
+def checkpoint_path(args):
+    """Where a run keeps its last finished epoch for --resume: the output folder (never the shipped ones)."""
+    folder = os.path.abspath(args.out or os.path.join(RUNS, args.example))
+    return os.path.join(folder, f"{args.network_name}_resume.pickle")
 
 
 def train_mlp800(args):
@@ -445,6 +456,14 @@ def make_parser():
                          help=f"replace the shipped pre-trained/{network_name}.safetensors and .pickle and "
                               f"plots/{network_name}_* "
                               "(to refresh them on purpose)")
+        if name in DATA_PARALLEL:
+            sub.add_argument("--distributed", action="store_true",
+                             help="data-parallel over MPI, each rank training on its share of every batch: "
+                                  f"mpirun -n 2 python src/build_network.py {name} --distributed "
+                                  "(pip install mpi4py mpich); rank 0 alone prints and writes the files")
+            sub.add_argument("--resume", action="store_true",
+                             help=f"continue from the last finished epoch, kept in the output folder "
+                                  f"({network_name}_resume.pickle): the same result as an uninterrupted run")
         if name == "chargpt":
             sub.add_argument("--minutes", type=positive_float, default=None, metavar="M",
                              help="train for M minutes instead of --epochs (the clock stops while evaluating)")
@@ -476,6 +495,13 @@ def main(argv=None):
         argv = ["mnist"] + argv               # no example named: the main job
     try:
         args = make_parser().parse_args(argv)
+        args.root = True
+        if getattr(args, "distributed", False):
+            from nnscratch import distributed
+            try:
+                args.root = distributed.is_root()
+            except ImportError as err:
+                raise UserError(err) from None
         args.run(args)
     except UserError as err:
         return fail(err, 2)
@@ -495,4 +521,8 @@ def fail(err, status):
 
 
 if __name__ == "__main__":
+    if "--distributed" in sys.argv[1:]:     # a failure on one rank stops every rank (not a hang)
+        from nnscratch.distributed import run_guard
+        with run_guard():
+            sys.exit(main())
     sys.exit(main())

@@ -176,3 +176,32 @@ def test_a_mistake_in_a_real_process_has_no_traceback(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'missing.png'}: no such file"]
+
+
+# -- data-parallel over MPI ---------------------------------------------------------------
+def mpiexec_or_skip():
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if not os.path.exists(mpiexec):
+        if os.environ.get("CI"):
+            pytest.fail("CI must have mpiexec (pip install mpi4py mpich, from requirements.txt)")
+        pytest.skip("needs mpi4py and mpich (pip install mpi4py mpich)")
+    return mpiexec
+
+
+def test_mlp800_trains_on_two_ranks_and_rank_0_alone_prints_and_writes(tmp_path):
+    command = [mpiexec_or_skip(), "-n", "2", sys.executable, os.path.join(ROOT, "src", "build_network.py"),
+               "mlp800", "--distributed", "--epochs", "2", "--limit", "512", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180,
+                          env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("final test accuracy") == 1 and done.stdout.count("Epoch 2/2") == 1
+    assert sorted(os.listdir(tmp_path)) == ["mlp800.pickle", "mlp800.safetensors", "mlp800_curves.png",
+                                            "mlp800_metrics.csv", "mlp800_resume.pickle"]
+    # --resume after the last epoch: nothing left to train, the same network comes out
+    first = build_network.Network.load(tmp_path / "mlp800.safetensors")
+    again = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=180,
+                           env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    assert again.returncode == 0, again.stderr
+    second = build_network.Network.load(tmp_path / "mlp800.safetensors")
+    for key, value in first.state_dict().items():
+        np.testing.assert_array_equal(second.state_dict()[key], value, err_msg=key)

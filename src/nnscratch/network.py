@@ -303,12 +303,15 @@ class Network(LayerBuilders, WeightExports):
 
     # -- training ---------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None,
-            callbacks=(), shuffle=True, verbose=1, threads="auto", validation_split=None, augment=None):
-        """Train with mini-batch gradient descent; see ``training.fit``."""
+            callbacks=(), shuffle=True, verbose=1, threads="auto", validation_split=None, augment=None, *,
+            distributed=False, checkpoint=None, resume=False):
+        """Train with mini-batch gradient descent; see ``training.fit`` (``distributed=True``: data-parallel
+        over MPI; ``checkpoint=path, resume=True``: continue after the last finished epoch)."""
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                             validation_data=validation_data, callbacks=callbacks,
                             shuffle=shuffle, verbose=verbose, threads=threads,
-                            validation_split=validation_split, augment=augment)
+                            validation_split=validation_split, augment=augment,
+                            distributed=distributed, checkpoint=checkpoint, resume=resume)
 
     def stochastic_gradient_descent(self, training_data, epochs, mini_batch_size, eta, test_data=None,
                                     verbose=1):

@@ -15,7 +15,12 @@ The network keeps only ``net.history``, the last fit's, for convenience.
 - a non-finite cost stops training with ``TrainingDiverged`` naming the epoch
   and batch, and the network keeps the last weights whose cost was finite;
 - Ctrl-C stops at the next batch boundary and returns the history so far.
+
+``fit(..., distributed=True)`` trains data-parallel over MPI, one shard of every
+batch per rank (``distributed.py``); ``checkpoint=`` and ``resume=`` keep and
+continue a run epoch by epoch (``resume.py``).
 """
+import contextlib
 import math
 import numbers
 import signal
@@ -25,8 +30,9 @@ import time
 
 import numpy as np
 
-from . import checks
-from .callbacks import Callback, check_hooks
+from . import checks, resume as resuming
+from .callbacks import Callback, CSVLogger, ModelCheckpoint, check_hooks
+from .distributed import DistributedSteps, OnRootOnly, SharedInterrupt
 from .layers import BatchNorm
 from .layers.base import shape_matches, shape_str
 from .optimizers import SGD, get_optimizer
@@ -290,16 +296,26 @@ def _diverged(optimizer, epoch, batch, loss):
         f"Try a smaller learning rate or clip_norm.")
 
 
-def _check_batchnorm_batches(net, n, batch_size):
-    """A batch norm over (N, D) features (inside blocks too) cannot train on a last mini-batch of one sample."""
-    if n % batch_size == 1 and any(isinstance(layer, BatchNorm) and len(layer.input_shape) == 1
-                                   for _, layer in net.named_layers()):
+def _check_batchnorm_batches(net, n, batch_size, ranks=1):
+    """A batch norm over (N, D) features (inside blocks too) cannot train on a last mini-batch of one sample,
+    nor on a rank's shard of one (``ranks`` > 1, see ``distributed.py``)."""
+    if not any(isinstance(layer, BatchNorm) and len(layer.input_shape) == 1
+               for _, layer in net.named_layers()):
+        return
+    if n % batch_size == 1:
         raise ValueError(f"{n} samples in batches of {batch_size} leave a last batch of one, on which "
                          f"batch normalization cannot estimate a variance: choose another batch size")
+    shards = {len(shard) for size in {batch_size, n % batch_size} - {0}
+              for shard in np.array_split(np.arange(size), ranks)}
+    if ranks > 1 and 1 in shards:
+        raise ValueError(f"{n} samples in batches of {batch_size} over {ranks} ranks leave a rank a shard of "
+                         f"one sample, on which batch normalization cannot estimate a variance: choose "
+                         f"another batch size")
 
 
 def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None, callbacks=(),
-        shuffle=True, verbose=1, threads="auto", validation_split=None, augment=None, *, _epoch_label=None):
+        shuffle=True, verbose=1, threads="auto", validation_split=None, augment=None, *, distributed=False,
+        checkpoint=None, resume=False, _epoch_label=None):
     """Train ``net`` on ``(X, y)`` with mini-batches; returns a ``History``.
 
     Parameters
@@ -331,6 +347,21 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
         has 2 CPUs, a batch's forward is at least 0.25 GFLOP and the network has
         no dropout, batch norm or stateful recurrent layer; 1 never; 2 always
         (a ValueError for a network that does not qualify).
+    distributed : bool
+        Data-parallel over MPI: run the script with ``mpiexec -n P python ...``;
+        every rank calls ``fit`` with the same data, trains on its shard of
+        each batch, and all take the same step (``distributed.py``). Rank 0
+        starts everyone from its weights, draws each epoch's order, prints
+        (``verbose``) and runs the callbacks that write files
+        (``ModelCheckpoint``, ``CSVLogger``); every rank runs the others and
+        evaluates the validation data (on the same weights, so the same
+        result), and rank 0 decides when to stop. Not with ``threads=2``.
+    checkpoint : str or os.PathLike, optional
+        After every epoch, write there what the next one depends on
+        (weights, optimizer, history, generators, callbacks: ``resume.py``).
+    resume : bool
+        Start after the epoch ``checkpoint`` holds (from the start if there is
+        no file yet): the run ends as an uninterrupted one would, bit for bit.
     _epoch_label : function epoch -> str, private
         How the bar and the epoch line name an epoch (1-based), by default
         ``"Epoch 3/20"``; the seed's interface counts from 0 (``"Epoch 2"``).
@@ -374,18 +405,44 @@ def fit(net, X, y, epochs=1, batch_size=32, optimizer=None, validation_data=None
     callbacks = list(callbacks or ())
     check_hooks(callbacks)
     optimizer = SGD(lr=0.01) if optimizer is None else get_optimizer(optimizer)
-    _check_batchnorm_batches(net, len(X), batch_size)
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint=path to resume from")
+    if distributed and threads == 2:
+        raise ValueError("threads=2 splits a process's batch over two threads: with distributed=True each "
+                         "rank trains its shard on one thread; give threads='auto' or 1")
+    parallel = DistributedSteps(net) if distributed else None
+    _check_batchnorm_batches(net, len(X), batch_size, parallel.size if parallel else 1)
     free_length = len(net.input_shape) >= 1 and net.input_shape[0] is None and X.ndim > 1
-    splitter = splitter_for(net, threads, batch_size, positions=X.shape[1] if free_length else 1)
+    splitter = None if distributed else splitter_for(net, threads, batch_size,
+                                                     positions=X.shape[1] if free_length else 1)
     try:
         step = splitter.train_step if splitter else net.train_step
         if augment is not None:
             step = _augmented(step, augment, net.rng)
-        return _fit_epochs(net, X, targets, labels, validation, callbacks, optimizer, epochs, batch_size,
-                           shuffle, verbose, label, step)
+        if parallel:
+            parallel.local_step = step          # what runs on this rank's shard
+            step = parallel.train_step          # the shard, then the sum over the ranks
+            parallel.broadcast_parameters()
+            if not parallel.is_root:
+                verbose = 0
+                callbacks = [OnRootOnly(c) if isinstance(c, (ModelCheckpoint, CSVLogger)) else c
+                             for c in callbacks]
+        with _blas_limit(parallel):
+            return _fit_epochs(net, X, targets, labels, validation, callbacks, optimizer, epochs, batch_size,
+                               shuffle, verbose, label, step, parallel, checkpoint, resume)
     finally:
         if splitter:
             splitter.close()
+
+
+def _blas_limit(parallel):
+    """In a distributed run, the ranks on one machine share its cores' BLAS threads
+    (``distributed.blas_threads_per_rank``); otherwise nothing changes."""
+    threads = parallel.blas_threads() if parallel else None
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def _augmented(train_step, augment, rng):
@@ -396,19 +453,34 @@ def _augmented(train_step, augment, rng):
 
 
 def _fit_epochs(net, X, targets, labels, validation, callbacks, optimizer, epochs, batch_size, shuffle,
-                verbose, label, train_step):
-    """fit's epochs, on checked data, each batch through ``train_step``; returns the history."""
+                verbose, label, train_step, parallel=None, checkpoint=None, resume=False):
+    """fit's epochs, on checked data, each batch through ``train_step``; returns the history.
+
+    ``parallel``: the ``DistributedSteps`` of a distributed run (whose ``train_step`` is ``train_step``),
+    for what the ranks must agree on: each epoch's order, batch norm's statistics, when to stop.
+    """
     run = TrainingRun(net, optimizer, callbacks, epochs, math.ceil(len(X) / batch_size),
                       has_validation=validation is not None)
     net.history = run.history  # the last fit's history, kept on the network for convenience
-    run.notify("on_train_begin")
+    saved = resuming.read(checkpoint, parallel) if resume else None
+    if saved is None:
+        run.notify("on_train_begin")
+    done = resuming.restore(run, saved, parallel) if saved is not None else 0  # callbacks continue as saved
     with _StopOnInterrupt() as interrupt:
-        for epoch in range(1, run.epochs + 1):
+        if parallel:
+            interrupt = SharedInterrupt(interrupt, parallel)   # every rank stops after the same batch
+        for epoch in range(done + 1, run.epochs + 1):
             run.epoch, run.batch = epoch, 0
             run.notify("on_epoch_begin")
-            order = net.rng.permutation(len(X)) if shuffle else np.arange(len(X))
+            if parallel:
+                order = parallel.epoch_order(len(X), shuffle)
+            else:
+                order = net.rng.permutation(len(X)) if shuffle else np.arange(len(X))
             _train_epoch(run, X, targets, labels, order, batch_size,
                          _progress(run.batches, label(epoch), verbose), interrupt, train_step)
+            if parallel:
+                parallel.average_buffers()
+                parallel.check_in_sync()
             if validation is not None:
                 scores = net._scores(*validation)
                 run.history["val_loss"].append(scores["loss"])
@@ -419,6 +491,10 @@ def _fit_epochs(net, X, targets, labels, validation, callbacks, optimizer, epoch
             if verbose == 1:
                 print(_epoch_line(run.history, label(epoch)))
             run.notify("on_epoch_end")
+            if parallel:
+                run.stop_requested = parallel.root_decides(run.stop_requested)
+            if checkpoint is not None:
+                resuming.write(checkpoint, run, parallel)
             if run.stop_requested:
                 break
     run.notify("on_train_end")
