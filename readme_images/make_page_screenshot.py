@@ -7,7 +7,6 @@ downloaded), draws a "2" on the canvas with the mouse, waits until the page
 shows the CNN's answer for it, and saves digit_page.png (1200 px wide, the
 whole page).
 """
-import math
 import os
 import sys
 import tempfile
@@ -16,30 +15,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from nnscratch.web import server  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+from nnscratch.web.browser import bezier, draw, headless_chromium, line  # noqa: E402
 WIDTH, HEIGHT = 1200, 900
-
-
-def bezier(p0, p1, p2, p3, n=24):
-    """n + 1 points along the cubic Bézier curve p0 -> p3 pulled towards p1 and p2."""
-    return [tuple((1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t ** 2 * c + t ** 3 * d
-                  for a, b, c, d in zip(p0, p1, p2, p3))
-            for t in (i / n for i in range(n + 1))]
-
-
-def line(start, end, step=8):
-    n = max(1, math.ceil(math.dist(start, end) / step))
-    return [(start[0] + (end[0] - start[0]) * i / n, start[1] + (end[1] - start[1]) * i / n)
-            for i in range(n + 1)]
 
 
 # A "2" in one stroke on the 280x280 canvas: the hook, the diagonal, the base.
@@ -48,34 +29,10 @@ TWO = [bezier((90, 95), (100, 35), (200, 40), (185, 110))
        + line((85, 225), (205, 222))[1:]]
 
 
-def draw(browser, strokes):
-    """Press, move in whole-pixel steps, release, stroke by stroke (as a person would)."""
-    canvas = browser.find_element(By.ID, "canvas")
-    half_w, half_h = canvas.size["width"] / 2, canvas.size["height"] / 2
-    actions = ActionChains(browser, duration=0)
-    for stroke in strokes:
-        points = [(round(x), round(y)) for x, y in stroke]
-        x0, y0 = points[0]
-        actions.move_to_element_with_offset(canvas, round(x0 - half_w), round(y0 - half_h))
-        actions.click_and_hold()
-        for (xa, ya), (xb, yb) in zip(points, points[1:]):
-            actions.move_by_offset(xb - xa, yb - ya)
-        actions.release()
-    actions.perform()
-
-
 def screenshot(path):
-    os.environ["SE_OFFLINE"] = "true"   # use the binaries named here, never fetch a driver
     srv, url = server.start_in_thread(os.path.join(ROOT, "pre-trained"), port=0)
     with tempfile.TemporaryDirectory() as profile:
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--hide-scrollbars", f"--window-size={WIDTH},{HEIGHT}",
-                     f"--user-data-dir={profile}"):
-            options.add_argument(flag)
-        browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        browser = headless_chromium(profile, WIDTH, HEIGHT, extra_flags=("--hide-scrollbars",))
         try:
             browser.get(url)
             WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "model").is_enabled())

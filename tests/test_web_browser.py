@@ -14,7 +14,6 @@ The tests wait on those two, never on a fixed sleep.
 """
 import base64
 import importlib.util
-import math
 import os
 import shutil
 
@@ -22,8 +21,7 @@ import pytest
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 MODEL_DIR = os.path.join(ROOT, "pre-trained")
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"   # as nnscratch.web.browser's
 
 
 def _what_is_missing():
@@ -42,31 +40,16 @@ if _missing:
     pytest.skip(f"the browser test needs Chromium, ChromeDriver and Selenium: {_missing}",
                 allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from nnscratch.web import server  # noqa: E402
+from nnscratch.web.browser import draw, ellipse, headless_chromium, line  # noqa: E402
 
 WAIT_S = 15   # for one answer; a prediction takes milliseconds, but this machine may be busy training
 
 
-# -- digits as strokes on the 280x280 canvas -------------------------------------------------
-def line(start, end, step=8):
-    """Points from ``start`` to ``end`` at most ``step`` pixels apart: a pen drawn along it."""
-    n = max(1, math.ceil(math.dist(start, end) / step))
-    return [(start[0] + (end[0] - start[0]) * i / n, start[1] + (end[1] - start[1]) * i / n)
-            for i in range(n + 1)]
-
-
-def ellipse(cx, cy, rx, ry, n=40):
-    """A closed loop clockwise from the top, ``n`` steps."""
-    return [(cx + rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n))
-            for i in range(n + 1)]
-
-
+# -- digits as strokes on the 280x280 canvas (nnscratch.web.browser draws them) ---------------
 # Each digit is a list of strokes, each a list of (x, y) canvas pixels; the shipped
 # CNN reads each as intended with probability > 0.99 (rendered with Pillow, 20 px pen).
 DIGITS = {
@@ -74,28 +57,6 @@ DIGITS = {
     7: [line((80, 60), (200, 60)), line((200, 60), (120, 230))],        # the top bar, then the diagonal
     0: [ellipse(140, 140, 55, 85)],                                     # an upright ellipse
 }
-
-
-def draw(browser, strokes):
-    """Draw ``strokes`` on #canvas with the mouse: press, move in small steps, release.
-
-    The points are rounded to whole pixels first so that the relative moves add
-    up exactly; ``duration=0`` sends each move at once (the default spends
-    250 ms on every move).
-    """
-    canvas = browser.find_element(By.ID, "canvas")
-    half_w, half_h = canvas.size["width"] / 2, canvas.size["height"] / 2
-    actions = ActionChains(browser, duration=0)
-    for stroke in strokes:
-        points = [(round(x), round(y)) for x, y in stroke]
-        # move_to_element_with_offset counts from the element's centre
-        x0, y0 = points[0]
-        actions.move_to_element_with_offset(canvas, round(x0 - half_w), round(y0 - half_h))
-        actions.click_and_hold()
-        for (xa, ya), (xb, yb) in zip(points, points[1:]):
-            actions.move_by_offset(xb - xa, yb - ya)
-        actions.release()
-    actions.perform()
 
 
 # What the page shows, read in one script: the bars, the ink on #canvas, the lit
@@ -162,19 +123,9 @@ def url():
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    # Selenium must use the binaries named here and never look for (or fetch) others.
-    previous = os.environ.get("SE_OFFLINE")
-    os.environ["SE_OFFLINE"] = "true"
+    previous = os.environ.get("SE_OFFLINE")     # headless_chromium sets it; put it back afterwards
     profile = tmp_path_factory.mktemp("chromium-profile")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    # The machine's network is closed: every flag after --disable-gpu stops a
-    # background connection (QUIC, updates, sync) that would only wait and time out.
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1200,900", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(profile)
     driver.set_script_timeout(WAIT_S)
     yield driver
     driver.quit()
