@@ -279,6 +279,7 @@ class DistributedSteps:
         """Every rank's generator state, in rank order (for a checkpoint)."""
         return self.comm.allgather(self.net.rng.bit_generator.state)
 
+
 class SharedInterrupt:
     """Ctrl-C seen by every rank after the same batch: ``requested`` is whether any rank had
     it when the last step's ``Allreduce`` ran (the flag travels in the flat buffer)."""
