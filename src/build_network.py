@@ -382,7 +382,7 @@ EXAMPLES = {
                "about 2 minutes"),
     "cnn": (train_cnn, "cnn", 15, 64, 1e-3, "the reference CNN, Adam + cosine", "about 7 minutes"),
     "cnn-aug": (train_cnn_aug, "cnn-aug", 25, 64, 2e-3, "a CNN with batch norm on augmented digits (rotation, "
-                "scale, shift), Adam + cosine", "about 30 minutes"),
+                "scale, shift), Adam + cosine", "about 26 minutes"),
     "lstm": (train_sequence, "lstm", 12, 64, 1e-3, "sequential MNIST with an LSTM(128), Adam + cosine",
              "about 3 minutes"),
     "gru": (train_sequence, "gru", 12, 64, 1e-3, "sequential MNIST with a GRU(128), Adam + cosine",
